@@ -1,0 +1,81 @@
+"""Ports of the coordinator: what it needs from a log engine and from a transport.
+
+``storage/`` and ``transport/`` hold the adapters; this package never imports
+them at module level.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Protocol
+
+import attrs
+
+from multiraft.raft.storage import Storage
+from multiraft.raft.types import ConfState, Entry, HardState, Snapshot
+
+__all__ = ["GroupStorage", "GroupWrite", "LogEngine", "WriteBatch"]
+
+
+@attrs.define(slots=True)
+class GroupWrite:
+    """Everything one group needs persisted in one ready cycle.
+
+    Applied in this order: ``snapshot`` (an incoming snapshot: the log is reset to
+    its index), ``entries`` (appended; an entry at or below the last index first
+    truncates the conflicting suffix from there, durably), ``hard_state``,
+    ``conf_state``, then ``created_snapshot`` (a snapshot the node took itself,
+    stored as the latest) and ``compact_to`` (entries up to and including it are
+    dropped; 0 = no compaction).
+    """
+
+    group_id: int
+    entries: list[Entry] = attrs.field(factory=list)
+    hard_state: HardState | None = None
+    snapshot: Snapshot | None = None
+    conf_state: ConfState | None = None
+    created_snapshot: Snapshot | None = None
+    compact_to: int = 0
+
+
+@attrs.define(slots=True)
+class WriteBatch:
+    """The writes of many groups, made durable together with one sync."""
+
+    groups: list[GroupWrite] = attrs.field(factory=list)
+
+    def __len__(self) -> int:
+        return len(self.groups)
+
+
+class GroupStorage(Storage, Protocol):
+    """A group's view of the log engine: the raft ``Storage`` protocol."""
+
+
+class LogEngine(Protocol):
+    """A node's log store, shared by all its groups.
+
+    ``write`` is called from one thread at a time (the coordinator runs it through
+    ``trio.to_thread``) and returns only once the batch is durable. The views
+    returned by ``storage`` reflect a batch as soon as ``write`` returns.
+    """
+
+    def storage(self, group_id: int) -> GroupStorage:
+        """The raft ``Storage`` view of one group (created empty when new)."""
+        ...
+
+    def write(self, batch: WriteBatch) -> None:
+        """Persist every group's writes with one durable sync."""
+        ...
+
+    def group_ids(self) -> Iterable[int]:
+        """Groups that have any persisted state (after a restart: what to recover)."""
+        ...
+
+    def remove_group(self, group_id: int) -> None:
+        """Durably drop all state of a group."""
+        ...
+
+    def close(self) -> None:
+        """Release files and resources; later calls are errors."""
+        ...
