@@ -54,6 +54,9 @@ class Config:
     disable_proposal_forwarding: bool = False
     step_down_on_removal: bool = False
     logger: logging.Logger = _default_logger
+    #: Seed of the randomized election timeout; ``None`` derives it from ``id``.
+    #: Hosts of many groups should give each (group, node) its own seed.
+    seed: int | None = None
 
     def __attrs_post_init__(self) -> None:
         self.validate()
@@ -88,6 +91,8 @@ class Config:
                 raise ValueError(f"{flag} must be a bool, got {getattr(self, flag)!r}")
         if not isinstance(self.read_only_option, ReadOnlyOption):
             raise ValueError(f"read_only_option must be a ReadOnlyOption, got {self.read_only_option!r}")
+        if self.seed is not None and (not isinstance(self.seed, int) or isinstance(self.seed, bool)):
+            raise ValueError(f"seed must be an integer or None, got {self.seed!r}")
         if self.read_only_option == ReadOnlyOption.LEASE_BASED and not self.check_quorum:
             raise ValueError("read_only_option LEASE_BASED requires check_quorum=True")
 

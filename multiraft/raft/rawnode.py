@@ -1,0 +1,269 @@
+"""RawNode: the application's handle on one raft member (etcd's ``RawNode``).
+
+The application drives it: feed it ticks, proposals and messages; whenever
+``has_ready()``, take a :class:`Ready`, persist its ``entries``, ``hard_state`` and
+``snapshot``, then send its ``messages``, apply its ``committed_entries``, and
+call ``advance(ready)`` before asking for the next one.
+"""
+
+from __future__ import annotations
+
+import attrs
+
+from multiraft.raft.config import Config
+from multiraft.raft.errors import StepLocalMsgError, StepPeerNotFoundError
+from multiraft.raft.progress import Progress
+from multiraft.raft.raft import Raft
+from multiraft.raft.types import (
+    EMPTY_HARD_STATE,
+    NONE,
+    ConfChange,
+    ConfChangeType,
+    ConfChangeV2,
+    ConfState,
+    Entry,
+    EntryType,
+    HardState,
+    Message,
+    MessageType,
+    ReadState,
+    Snapshot,
+    SnapshotStatus,
+    SoftState,
+    StateType,
+    is_local_msg,
+    is_response_msg,
+)
+
+__all__ = ["RawNode", "Ready", "Status"]
+
+
+@attrs.define(slots=True)
+class Ready:
+    """Everything a RawNode needs the application to do, in one batch.
+
+    ``soft_state`` and ``hard_state`` are None when unchanged since the last Ready.
+    ``must_sync`` says whether ``entries``/``hard_state`` need a durable write
+    (new entries, a new term or a new vote) or only a buffered one (commit).
+    """
+
+    soft_state: SoftState | None = None
+    hard_state: HardState | None = None
+    read_states: list[ReadState] = attrs.field(factory=list)
+    entries: list[Entry] = attrs.field(factory=list)
+    snapshot: Snapshot | None = None
+    committed_entries: list[Entry] = attrs.field(factory=list)
+    messages: list[Message] = attrs.field(factory=list)
+    must_sync: bool = False
+
+    def applied_cursor(self) -> int:
+        """The index the application will have applied once it handled this Ready."""
+        if self.committed_entries:
+            return self.committed_entries[-1].index
+        if self.snapshot is not None and not self.snapshot.is_empty():
+            return self.snapshot.metadata.index
+        return 0
+
+
+@attrs.define(slots=True)
+class Status:
+    """A snapshot of a member's state (``progress`` is filled on the leader only)."""
+
+    id: int
+    hard_state: HardState
+    soft_state: SoftState
+    applied: int
+    progress: dict[int, Progress]
+    lead_transferee: int
+
+
+def _must_sync(st: HardState, prev: HardState, entries: int) -> bool:
+    # Term and vote guard election safety and new entries guard the log; a
+    # commit-only change can be recovered from the leader, so it needs no fsync.
+    return entries != 0 or st.vote != prev.vote or st.term != prev.term
+
+
+class RawNode:
+    """A thread-unsafe, I/O-free raft member driven by the application."""
+
+    __slots__ = ("_prev_hard_state", "_prev_soft_state", "raft")
+
+    def __init__(self, config: Config) -> None:
+        self.raft = Raft(config)
+        self._prev_soft_state = self.raft.soft_state()
+        self._prev_hard_state = self.raft.hard_state()
+
+    # ----------------------------------------------------------------- inputs
+
+    def bootstrap(self, peers: list[int]) -> None:
+        """Initialize a brand-new group: append and commit one ADD_NODE per peer.
+
+        Raises ``ValueError`` for an empty peer list or a storage that is not empty.
+        """
+        if not peers:
+            raise ValueError("peers: bootstrap needs at least one peer")
+        if len(set(peers)) != len(peers):
+            raise ValueError(f"peers: duplicate ids in {peers!r}")
+        r = self.raft
+        if r.raft_log.storage.last_index() != 0:
+            raise ValueError("can't bootstrap a nonempty storage")
+        # The entries are handed to the application through the first Ready like
+        # any other; the hard state compares against the empty one.
+        self._prev_hard_state = EMPTY_HARD_STATE
+        r.become_follower(1, NONE)
+        ents = [
+            Entry(1, i + 1, EntryType.CONF_CHANGE, ConfChange(ConfChangeType.ADD_NODE, pid).to_bytes())
+            for i, pid in enumerate(peers)
+        ]
+        r.raft_log.append(ents)
+        # The entries are committed (every member bootstraps the same ones) but not
+        # applied: the application applies them, and the adds are idempotent.
+        r.raft_log.committed = len(ents)
+        for pid in peers:
+            r.apply_conf_change(ConfChange(ConfChangeType.ADD_NODE, pid).as_v2())
+
+    def tick(self) -> None:
+        """Advance logical time by one tick."""
+        self.raft.tick()
+
+    def campaign(self) -> None:
+        """Start an election now. On a leader it does nothing: no term change, no messages."""
+        self.raft.step(Message(type=MessageType.HUP))
+
+    def propose(self, data: bytes) -> None:
+        """Propose a command; raises ``ProposalDroppedError`` if it cannot be accepted."""
+        self.raft.step(
+            Message(type=MessageType.PROP, from_=self.raft.id, entries=(Entry(0, 0, data=data),))
+        )
+
+    def propose_conf_change(self, cc: ConfChange | ConfChangeV2) -> None:
+        """Propose a membership change (applied with ``apply_conf_change`` once committed)."""
+        etype = EntryType.CONF_CHANGE if isinstance(cc, ConfChange) else EntryType.CONF_CHANGE_V2
+        self.raft.step(
+            Message(
+                type=MessageType.PROP,
+                from_=self.raft.id,
+                entries=(Entry(0, 0, etype, cc.to_bytes()),),
+            )
+        )
+
+    def step(self, m: Message) -> None:
+        """Feed a message received from a peer.
+
+        Raises ``StepLocalMsgError`` for a local-only message type and
+        ``StepPeerNotFoundError`` for a response from an unknown peer.
+        """
+        if is_local_msg(m.type):
+            raise StepLocalMsgError(f"{m.type.name} is a local message; it cannot come from a peer")
+        if m.from_ in self.raft.trk.progress or not is_response_msg(m.type):
+            self.raft.step(m)
+            return
+        raise StepPeerNotFoundError(f"{m.type.name} from unknown peer {m.from_}")
+
+    def apply_conf_change(self, cc: ConfChange | ConfChangeV2) -> ConfState:
+        """Apply a committed membership change; returns the new membership."""
+        return self.raft.apply_conf_change(cc.as_v2())
+
+    def report_unreachable(self, node_id: int) -> None:
+        """Tell the leader that the last message to ``node_id`` may not have arrived."""
+        self.raft.step(Message(type=MessageType.UNREACHABLE, from_=node_id))
+
+    def report_snapshot(self, node_id: int, status: SnapshotStatus) -> None:
+        """Report whether the snapshot sent to ``node_id`` was delivered."""
+        self.raft.step(
+            Message(
+                type=MessageType.SNAP_STATUS,
+                from_=node_id,
+                reject=status == SnapshotStatus.FAILURE,
+            )
+        )
+
+    def transfer_leader(self, transferee: int) -> None:
+        """Ask the leader to hand leadership to ``transferee``."""
+        self.raft.step(Message(type=MessageType.TRANSFER_LEADER, from_=transferee))
+
+    def read_index(self, ctx: bytes) -> None:
+        """Request a linearizable read; the answer arrives as a ReadState with ``ctx``."""
+        self.raft.step(Message(type=MessageType.READ_INDEX, entries=(Entry(0, 0, data=ctx),)))
+
+    def forget_leader(self) -> None:
+        """Make a follower forget its leader so it grants pre-votes at once.
+
+        For hosts with their own failure detector (for example a dead peer node).
+        """
+        self.raft.forget_leader()
+
+    # ---------------------------------------------------------------- outputs
+
+    def has_ready(self) -> bool:
+        """True when ``ready()`` would return something to do."""
+        r = self.raft
+        log = r.raft_log
+        if r.msgs or log.unstable.entries or log.has_next_committed_ents() or r.read_states:
+            return True
+        if log.unstable.snapshot is not None:
+            return True
+        prev_soft = self._prev_soft_state
+        if r.lead != prev_soft.lead or r.state != prev_soft.raft_state:
+            return True
+        current = (r.term, r.vote, log.committed)
+        if current == (0, 0, 0):
+            return False
+        prev_hard = self._prev_hard_state
+        return current != (prev_hard.term, prev_hard.vote, prev_hard.commit)
+
+    def ready(self) -> Ready:
+        """Collect what the application must persist, send and apply."""
+        r = self.raft
+        log = r.raft_log
+        rd = Ready(
+            entries=log.unstable_entries(),
+            committed_entries=log.next_committed_ents(),
+            messages=r.msgs,
+        )
+        r.msgs = []
+        prev_soft = self._prev_soft_state
+        if r.lead != prev_soft.lead or r.state != prev_soft.raft_state:
+            rd.soft_state = r.soft_state()
+            self._prev_soft_state = rd.soft_state
+        hs = r.hard_state()
+        prev_hard = self._prev_hard_state
+        if hs != prev_hard:
+            rd.hard_state = hs
+        if log.unstable.snapshot is not None:
+            rd.snapshot = log.unstable.snapshot
+        if r.read_states:
+            rd.read_states = r.read_states
+            r.read_states = []
+        rd.must_sync = _must_sync(hs, prev_hard, len(rd.entries))
+        return rd
+
+    def advance(self, rd: Ready) -> None:
+        """Acknowledge that ``rd`` was persisted, sent and applied."""
+        r = self.raft
+        if rd.hard_state is not None:
+            self._prev_hard_state = rd.hard_state
+        r.reduce_uncommitted_size(rd.committed_entries)
+        applied = rd.applied_cursor()
+        if applied > 0:
+            r.advance_applied(applied)
+        if rd.entries:
+            last = rd.entries[-1]
+            r.raft_log.stable_to(last.index, last.term)
+        if rd.snapshot is not None and not rd.snapshot.is_empty():
+            r.raft_log.stable_snap_to(rd.snapshot.metadata.index)
+
+    def status(self) -> Status:
+        """The member's current state; ``progress`` (copies) only on the leader."""
+        r = self.raft
+        progress: dict[int, Progress] = {}
+        if r.state == StateType.LEADER:
+            progress = {pid: pr.clone() for pid, pr in r.trk.progress.items()}
+        return Status(
+            id=r.id,
+            hard_state=r.hard_state(),
+            soft_state=r.soft_state(),
+            applied=r.raft_log.applied,
+            progress=progress,
+            lead_transferee=r.lead_transferee,
+        )
