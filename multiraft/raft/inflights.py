@@ -1,0 +1,95 @@
+"""The window of append messages in flight to one follower."""
+
+from __future__ import annotations
+
+from collections import deque
+
+__all__ = ["Inflights"]
+
+
+class Inflights:
+    """Sliding window over the last index (and byte size) of each in-flight append.
+
+    The leader records an append with :meth:`add` as it sends it and frees the
+    window up to the index a follower acknowledges. Sending stops while the
+    window is :meth:`full`: by message count (``size``) or, when ``max_bytes``
+    is non-zero, by total payload bytes.
+    """
+
+    __slots__ = ("_bytes", "_indexes", "_sizes", "max_bytes", "size")
+
+    def __init__(self, size: int, max_bytes: int = 0) -> None:
+        if size <= 0:
+            raise ValueError(f"inflights window size must be positive, got {size}")
+        if max_bytes < 0:
+            raise ValueError(f"inflights max_bytes must be >= 0, got {max_bytes}")
+        self.size = size
+        self.max_bytes = max_bytes
+        # Two parallel deques instead of one of tuples: no tuple per append.
+        self._indexes: deque[int] = deque()
+        self._sizes: deque[int] = deque()
+        self._bytes = 0
+
+    def __repr__(self) -> str:
+        return (
+            f"Inflights(count={len(self._indexes)}/{self.size}, "
+            f"bytes={self._bytes}/{self.max_bytes or 'inf'})"
+        )
+
+    def add(self, index: int, size_bytes: int) -> None:
+        """Record an append whose last entry is ``index``.
+
+        Raises RuntimeError if the window is full or ``index`` does not exceed the
+        last recorded one: either is a bug in the caller.
+        """
+        if self.full():
+            raise RuntimeError(f"cannot add index {index} to a full inflights window: {self!r}")
+        if self._indexes and index <= self._indexes[-1]:
+            raise RuntimeError(f"inflight index {index} not above the last one {self._indexes[-1]}")
+        self._indexes.append(index)
+        self._sizes.append(size_bytes)
+        self._bytes += size_bytes
+
+    def free_le(self, to: int) -> None:
+        """Free every in-flight append whose index is <= ``to``."""
+        indexes = self._indexes
+        sizes = self._sizes
+        freed = 0
+        while indexes and indexes[0] <= to:
+            indexes.popleft()
+            freed += sizes.popleft()
+        self._bytes -= freed
+
+    def free_first_one(self) -> None:
+        """Free the oldest in-flight append (no-op when empty)."""
+        if self._indexes:
+            self._indexes.popleft()
+            self._bytes -= self._sizes.popleft()
+
+    def full(self) -> bool:
+        """True when no more appends may be sent (count or byte limit reached)."""
+        return len(self._indexes) >= self.size or (
+            self.max_bytes > 0 and self._bytes >= self.max_bytes
+        )
+
+    def count(self) -> int:
+        """Number of appends in flight."""
+        return len(self._indexes)
+
+    def bytes(self) -> int:
+        """Total payload bytes in flight."""
+        return self._bytes
+
+    def reset(self) -> None:
+        """Forget every in-flight append."""
+        self._indexes.clear()
+        self._sizes.clear()
+        self._bytes = 0
+
+    def clone(self) -> Inflights:
+        """An independent copy with the same limits and contents."""
+        other = Inflights(self.size, self.max_bytes)
+        other._indexes.extend(self._indexes)
+        other._sizes.extend(self._sizes)
+        other._bytes = self._bytes
+        return other
