@@ -11,10 +11,11 @@ from typing import Protocol
 
 import attrs
 
+from multiraft.frames import Frame, SnapshotOutcome
 from multiraft.raft.storage import Storage
 from multiraft.raft.types import ConfState, Entry, HardState, Snapshot
 
-__all__ = ["GroupStorage", "GroupWrite", "LogEngine", "WriteBatch"]
+__all__ = ["GroupStorage", "GroupWrite", "LogEngine", "Transport", "WriteBatch"]
 
 
 @attrs.define(slots=True)
@@ -78,4 +79,29 @@ class LogEngine(Protocol):
 
     def close(self) -> None:
         """Release files and resources; later calls are errors."""
+        ...
+
+
+class Transport(Protocol):
+    """How a node reaches the other nodes; all its groups share one transport.
+
+    ``send`` never blocks the caller (the ready loop): it queues the frame or
+    refuses it at once. It returns False when the frame cannot go (peer unknown,
+    unreachable, queue full); the node then reports the groups in it unreachable.
+    ``receive`` returns the next frame addressed to this node, or the outcome of a
+    snapshot this node sent (delivered or failed), which the node turns into
+    ``report_snapshot``. After ``aclose``, ``receive`` raises
+    ``trio.EndOfChannel`` and ``send`` returns False.
+    """
+
+    def send(self, to_node: int, frame: Frame) -> bool:
+        """Queue ``frame`` for ``to_node``; False if it was dropped right away."""
+        ...
+
+    async def receive(self) -> Frame | SnapshotOutcome:
+        """Wait for the next incoming frame or snapshot outcome."""
+        ...
+
+    async def aclose(self) -> None:
+        """Stop sending and receiving and release resources."""
         ...

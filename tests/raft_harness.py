@@ -11,7 +11,15 @@ import random
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from multiraft.raft import Config, ConfState, Entry, Message, MessageType, Snapshot, SnapshotMetadata
+from multiraft.raft import (
+    Config,
+    ConfState,
+    Entry,
+    Message,
+    MessageType,
+    Snapshot,
+    SnapshotMetadata,
+)
 from multiraft.raft.raft import Raft
 from storage import MemoryStorage
 

@@ -90,8 +90,12 @@ class Config:
             if not isinstance(getattr(self, flag), bool):
                 raise ValueError(f"{flag} must be a bool, got {getattr(self, flag)!r}")
         if not isinstance(self.read_only_option, ReadOnlyOption):
-            raise ValueError(f"read_only_option must be a ReadOnlyOption, got {self.read_only_option!r}")
-        if self.seed is not None and (not isinstance(self.seed, int) or isinstance(self.seed, bool)):
+            raise ValueError(
+                f"read_only_option must be a ReadOnlyOption, got {self.read_only_option!r}"
+            )
+        if self.seed is not None and (
+            not isinstance(self.seed, int) or isinstance(self.seed, bool)
+        ):
             raise ValueError(f"seed must be an integer or None, got {self.seed!r}")
         if self.read_only_option == ReadOnlyOption.LEASE_BASED and not self.check_quorum:
             raise ValueError("read_only_option LEASE_BASED requires check_quorum=True")

@@ -14,10 +14,14 @@ from __future__ import annotations
 
 import logging
 
-from multiraft.raft.config import Config
 from multiraft.raft.confchange import Changer, restore
-from multiraft.raft.errors import CompactedError, ProposalDroppedError
-from multiraft.raft.errors import SnapshotTemporarilyUnavailableError, UnavailableError
+from multiraft.raft.config import Config
+from multiraft.raft.errors import (
+    CompactedError,
+    ProposalDroppedError,
+    SnapshotTemporarilyUnavailableError,
+    UnavailableError,
+)
 from multiraft.raft.inflights import Inflights
 from multiraft.raft.log import RaftLog
 from multiraft.raft.progress import Progress
@@ -120,9 +124,7 @@ class Raft:
         c.validate()
         self.id = c.id
         self.logger: logging.Logger = c.logger
-        self.raft_log = RaftLog(
-            c.storage, self.logger, c.effective_max_committed_size_per_ready()
-        )
+        self.raft_log = RaftLog(c.storage, self.logger, c.effective_max_committed_size_per_ready())
         hs, cs = c.storage.initial_state()
         self.term = 0
         self.vote = NONE
@@ -334,9 +336,7 @@ class Raft:
         """Append entries of our term at the end of the log; False if over the size budget."""
         li = self.raft_log.last_index()
         term = self.term
-        stamped = [
-            Entry(term, li + 1 + i, e.type, e.data) for i, e in enumerate(entries)
-        ]
+        stamped = [Entry(term, li + 1 + i, e.type, e.data) for i, e in enumerate(entries)]
         if not self._increase_uncommitted_size(stamped):
             self.logger.warning(
                 "%x appending new entries would exceed the uncommitted size limit; dropping",
@@ -536,9 +536,7 @@ class Raft:
                 self._send(Message(type=_MT.APP_RESP, to=m.from_))
             elif t == _MT.PRE_VOTE:
                 # Reject explicitly so a pre-candidate with an old term learns ours.
-                self._send(
-                    Message(type=_MT.PRE_VOTE_RESP, to=m.from_, term=self.term, reject=True)
-                )
+                self._send(Message(type=_MT.PRE_VOTE_RESP, to=m.from_, term=self.term, reject=True))
             return
 
         if t == _MT.HUP:
@@ -594,9 +592,10 @@ class Raft:
             self._leader_read_index(m)
             return
 
-        pr = self.trk.progress.get(m.from_)
-        if pr is None:
+        pr_or_none = self.trk.progress.get(m.from_)
+        if pr_or_none is None:
             return
+        pr = pr_or_none
         if t == _MT.APP_RESP:
             self._handle_append_response(m, pr)
         elif t == _MT.HEARTBEAT_RESP:
@@ -625,9 +624,7 @@ class Raft:
             # We were removed from the group; someone else will lead.
             raise ProposalDroppedError("leader is no longer a member of the group")
         if self.lead_transferee != NONE:
-            raise ProposalDroppedError(
-                f"leadership is being transferred to {self.lead_transferee}"
-            )
+            raise ProposalDroppedError(f"leadership is being transferred to {self.lead_transferee}")
         entries = list(m.entries)
         for i, e in enumerate(entries):
             if e.type == EntryType.NORMAL:
@@ -895,9 +892,7 @@ class Raft:
             self.logger.error("%x got SNAP without a snapshot from %x", self.id, m.from_)
             return
         if self.restore(snap):
-            self._send(
-                Message(type=_MT.APP_RESP, to=m.from_, index=self.raft_log.last_index())
-            )
+            self._send(Message(type=_MT.APP_RESP, to=m.from_, index=self.raft_log.last_index()))
         else:
             self._send(Message(type=_MT.APP_RESP, to=m.from_, index=self.raft_log.committed))
 
@@ -915,9 +910,7 @@ class Raft:
             self.become_follower(self.term + 1, NONE)
             return False
         cs = md.conf_state
-        if not (
-            self.id in cs.voters or self.id in cs.learners or self.id in cs.voters_outgoing
-        ):
+        if not (self.id in cs.voters or self.id in cs.learners or self.id in cs.voters_outgoing):
             self.logger.warning(
                 "%x attempted to restore a snapshot that does not include it: %r", self.id, cs
             )
@@ -1007,7 +1000,11 @@ class Raft:
         s = _payload_size(entries)
         # The first proposal is always accepted, however large, so a single big entry
         # cannot wedge the group.
-        if self.uncommitted_size > 0 and s > 0 and self.uncommitted_size + s > self.max_uncommitted_size:
+        if (
+            self.uncommitted_size > 0
+            and s > 0
+            and self.uncommitted_size + s > self.max_uncommitted_size
+        ):
             return False
         self.uncommitted_size += s
         return True
@@ -1034,4 +1031,6 @@ class Raft:
             if not self.append_entry([leave]):
                 raise AssertionError("refused the entry that leaves the joint configuration")
             self.pending_conf_index = self.raft_log.last_index()
-            self.logger.info("%x initiating automatic transition out of joint configuration", self.id)
+            self.logger.info(
+                "%x initiating automatic transition out of joint configuration", self.id
+            )

@@ -112,7 +112,9 @@ class RawNode:
         self._prev_hard_state = EMPTY_HARD_STATE
         r.become_follower(1, NONE)
         ents = [
-            Entry(1, i + 1, EntryType.CONF_CHANGE, ConfChange(ConfChangeType.ADD_NODE, pid).to_bytes())
+            Entry(
+                1, i + 1, EntryType.CONF_CHANGE, ConfChange(ConfChangeType.ADD_NODE, pid).to_bytes()
+            )
             for i, pid in enumerate(peers)
         ]
         r.raft_log.append(ents)
@@ -134,6 +136,22 @@ class RawNode:
         """Propose a command; raises ``ProposalDroppedError`` if it cannot be accepted."""
         self.raft.step(
             Message(type=MessageType.PROP, from_=self.raft.id, entries=(Entry(0, 0, data=data),))
+        )
+
+    def propose_batch(self, commands: list[bytes]) -> None:
+        """Propose several commands as one message: one append, one broadcast.
+
+        All or none are accepted; raises ``ProposalDroppedError`` like ``propose``.
+        Hosts that gather many proposals per cycle should use this.
+        """
+        if not commands:
+            return
+        self.raft.step(
+            Message(
+                type=MessageType.PROP,
+                from_=self.raft.id,
+                entries=tuple(Entry(0, 0, data=c) for c in commands),
+            )
         )
 
     def propose_conf_change(self, cc: ConfChange | ConfChangeV2) -> None:

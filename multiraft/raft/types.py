@@ -8,6 +8,7 @@ application) is one of these attrs classes. Values are immutable except
 from __future__ import annotations
 
 import enum
+from collections.abc import Iterable
 from typing import Any
 
 import attrs
@@ -273,6 +274,10 @@ class ConfChangeSingle:
     node_id: int
 
 
+def _singles(v: Iterable[ConfChangeSingle]) -> tuple[ConfChangeSingle, ...]:
+    return tuple(v)
+
+
 @attrs.frozen(slots=True)
 class ConfChangeV2:
     """A set of membership changes applied together, possibly through joint consensus.
@@ -283,7 +288,7 @@ class ConfChangeV2:
     (EXPLICIT).
     """
 
-    changes: tuple[ConfChangeSingle, ...] = attrs.field(default=(), converter=tuple)
+    changes: tuple[ConfChangeSingle, ...] = attrs.field(default=(), converter=_singles)
     transition: ConfChangeTransition = ConfChangeTransition.AUTO
     context: bytes = b""
 
