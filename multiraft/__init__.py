@@ -1,3 +1,58 @@
-"""multiraft: thousands of Raft consensus groups per node, on trio."""
+"""multiraft: thousands of Raft consensus groups per node, on trio.
 
-__all__: list[str] = []
+The coordinator's public API: :func:`open_node` runs a :class:`Node` that hosts
+many groups, configured by :class:`NodeConfig`, each replicating a
+:class:`StateMachine`. Adapters (``storage``, ``transport``) are imported only
+when used.
+"""
+
+from multiraft.config import NodeConfig, UnknownGroupPolicy
+from multiraft.errors import (
+    GroupExistsError,
+    GroupNotFoundError,
+    GroupRemovedError,
+    MultiraftError,
+    NodeClosedError,
+    NotLeaderError,
+    ProposalDroppedError,
+    ProposalTimeoutError,
+)
+from multiraft.events import (
+    Event,
+    EventSubscription,
+    GroupCreated,
+    GroupRemoved,
+    LeaderChanged,
+    MembershipChanged,
+)
+from multiraft.frames import Frame, GroupMessage, HeartbeatRecord, SnapshotOutcome
+from multiraft.node import Node, open_node
+from multiraft.ports import Transport
+from multiraft.state_machine import StateMachine
+
+__all__ = [
+    "Event",
+    "EventSubscription",
+    "Frame",
+    "GroupCreated",
+    "GroupExistsError",
+    "GroupMessage",
+    "GroupNotFoundError",
+    "GroupRemovedError",
+    "GroupRemoved",
+    "HeartbeatRecord",
+    "LeaderChanged",
+    "MembershipChanged",
+    "MultiraftError",
+    "Node",
+    "NodeClosedError",
+    "NodeConfig",
+    "NotLeaderError",
+    "ProposalDroppedError",
+    "ProposalTimeoutError",
+    "SnapshotOutcome",
+    "StateMachine",
+    "Transport",
+    "UnknownGroupPolicy",
+    "open_node",
+]

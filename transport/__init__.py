@@ -1,3 +1,5 @@
 """Transport adapters for multiraft: the in-memory network and TCP on trio."""
 
-__all__: list[str] = []
+from transport.memory import MemoryNetwork, MemoryTransport
+
+__all__ = ["MemoryNetwork", "MemoryTransport"]

@@ -1,0 +1,237 @@
+"""One hosted group on one node: its raft member, state machine and pending requests.
+
+The node's driver owns every replica: it alone calls into the ``RawNode``. The
+state machine part (:meth:`Replica.apply_commands`, :meth:`Replica.restore`)
+touches nothing but the state machine and counters the driver does not read
+while it runs, so it may run in a worker thread for a ``blocking`` state machine.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from heapq import heappop, heappush
+
+import attrs
+
+from multiraft.ports import GroupStorage, GroupWrite
+from multiraft.proposals import HEADER_SIZE, Waiter, decode_header
+from multiraft.raft.rawnode import RawNode, Ready
+from multiraft.raft.types import ConfState, Entry, EntryType, Snapshot
+from multiraft.state_machine import StateMachine
+
+__all__ = ["AppliedBatch", "Replica", "SnapshotPolicy"]
+
+_log = logging.getLogger("multiraft.replica")
+
+
+@attrs.frozen(slots=True)
+class SnapshotPolicy:
+    """When a replica snapshots its state machine and compacts its log.
+
+    After ``entries`` applied entries or ``command_bytes`` applied command bytes
+    since the last snapshot (0 disables a trigger), keeping ``keep_entries``
+    entries in the log behind the snapshot.
+    """
+
+    entries: int
+    command_bytes: int
+    keep_entries: int
+
+    def due(self, entries: int, command_bytes: int) -> bool:
+        """Whether a snapshot is due after this much was applied."""
+        return (self.entries > 0 and entries >= self.entries) or (
+            self.command_bytes > 0 and command_bytes >= self.command_bytes
+        )
+
+
+@attrs.define(slots=True)
+class AppliedBatch:
+    """What applying committed commands produced, for the driver to deliver.
+
+    ``results`` holds ``(index, proposer node, proposer seq, value, failed)``
+    for every applied command; ``snapshot_data`` is set when the policy took a
+    snapshot at ``applied``, whose term is ``applied_term``.
+    """
+
+    results: list[tuple[int, int, int, object, bool]] = attrs.field(factory=list)
+    applied: int = 0
+    applied_term: int = 0
+    snapshot_data: bytes | None = None
+
+
+class Replica:
+    """One group's member on this node."""
+
+    __slots__ = (
+        "applied",
+        "applying",
+        "blocking",
+        "bytes_since_snapshot",
+        "conf_state",
+        "entries_since_snapshot",
+        "group_id",
+        "index_waiters",
+        "last_leader",
+        "leader",
+        "node_id",
+        "ops",
+        "pending_write",
+        "policy",
+        "proposal_waiters",
+        "quiesced",
+        "rawnode",
+        "read_waiters",
+        "reads_awaiting_apply",
+        "removed",
+        "state_machine",
+        "storage",
+    )
+
+    def __init__(
+        self,
+        group_id: int,
+        node_id: int,
+        rawnode: RawNode,
+        storage: GroupStorage,
+        state_machine: StateMachine,
+        policy: SnapshotPolicy,
+        conf_state: ConfState,
+        applied: int,
+    ) -> None:
+        self.group_id = group_id
+        self.node_id = node_id
+        self.rawnode = rawnode
+        self.storage = storage
+        self.state_machine = state_machine
+        self.blocking = bool(getattr(state_machine, "blocking", False))
+        self.policy = policy
+        self.conf_state = conf_state
+        #: Index the state machine has applied (restored snapshots included).
+        self.applied = applied
+        self.entries_since_snapshot = 0
+        self.bytes_since_snapshot = 0
+        #: Leader last reported by raft (0: none).
+        self.leader = 0
+        #: The most recent non-zero leader (a hint once the leader is lost).
+        self.last_leader = 0
+        self.quiesced = False
+        self.removed = False
+        #: Requests for the driver to run against the RawNode, in order.
+        self.ops: list[Callable[[Replica], None]] = []
+        #: Proposals of this node, by sequence number.
+        self.proposal_waiters: dict[int, Waiter] = {}
+        #: Leader-side proposals by the index they were appended at, to detect loss.
+        self.index_waiters: dict[int, int] = {}
+        #: Read requests by context, until raft answers with a read index.
+        self.read_waiters: dict[bytes, Waiter] = {}
+        #: ``(read index, seq, waiter)`` until the state machine applied that far.
+        self.reads_awaiting_apply: list[tuple[int, int, Waiter]] = []
+        #: Writes of the coordinator itself (conf state, created snapshot) for the next batch.
+        self.pending_write: GroupWrite | None = None
+        #: A Ready whose commands a worker thread is applying (blocking state machines).
+        self.applying: Ready | None = None
+
+    def __repr__(self) -> str:
+        return f"Replica(group={self.group_id}, node={self.node_id}, applied={self.applied})"
+
+    # ---------------------------------------------------------------- state
+
+    @property
+    def has_pending_requests(self) -> bool:
+        """Whether any proposal, read or driver request is outstanding."""
+        return bool(
+            self.ops
+            or self.proposal_waiters
+            or self.read_waiters
+            or self.reads_awaiting_apply
+            or self.applying is not None
+        )
+
+    def write_for_next_batch(self) -> GroupWrite:
+        """The coordinator's own pending write for this group (created on first use)."""
+        w = self.pending_write
+        if w is None:
+            w = self.pending_write = GroupWrite(self.group_id)
+        return w
+
+    # -------------------------------------------------- state machine side
+
+    def apply_commands(self, entries: list[Entry]) -> AppliedBatch:
+        """Apply the normal entries of ``entries`` to the state machine, in order.
+
+        Conf change entries only advance the applied index here (the driver applies
+        them to raft). Takes a snapshot when the policy says so.
+        """
+        out = AppliedBatch()
+        sm = self.state_machine
+        results = out.results
+        n = 0
+        nbytes = 0
+        for e in entries:
+            n += 1
+            data = e.data
+            if e.type is not EntryType.NORMAL or not data:
+                continue
+            if len(data) >= HEADER_SIZE:
+                proposer, seq = decode_header(data)
+                command = data[HEADER_SIZE:]
+            else:
+                proposer, seq, command = 0, 0, data
+            nbytes += len(command)
+            try:
+                value: object = sm.apply(e.index, command)
+                failed = False
+            except Exception as exc:  # the command's own failure is its result
+                _log.warning("group %d: apply of index %d raised %r", self.group_id, e.index, exc)
+                value, failed = exc, True
+            results.append((e.index, proposer, seq, value, failed))
+        if entries:
+            last = entries[-1]
+            self.applied = out.applied = last.index
+            out.applied_term = last.term
+        self.entries_since_snapshot += n
+        self.bytes_since_snapshot += nbytes
+        if entries and self.policy.due(self.entries_since_snapshot, self.bytes_since_snapshot):
+            out.snapshot_data = sm.snapshot()
+            self.entries_since_snapshot = 0
+            self.bytes_since_snapshot = 0
+        return out
+
+    def restore(self, snapshot: Snapshot) -> None:
+        """Replace the state machine's state with an incoming snapshot's."""
+        self.state_machine.restore(snapshot.data)
+        self.applied = snapshot.metadata.index
+        self.entries_since_snapshot = 0
+        self.bytes_since_snapshot = 0
+
+    # ------------------------------------------------------------- reads
+
+    def await_apply(self, index: int, seq: int, waiter: Waiter) -> None:
+        """Release ``waiter`` once the state machine applied ``index``."""
+        if self.applied >= index:
+            waiter.set_result(index)
+        else:
+            heappush(self.reads_awaiting_apply, (index, seq, waiter))
+
+    def release_reads(self) -> None:
+        """Release the reads whose index the state machine has reached."""
+        pending = self.reads_awaiting_apply
+        applied = self.applied
+        while pending and pending[0][0] <= applied:
+            index, _, waiter = heappop(pending)
+            waiter.set_result(index)
+
+    def fail_all(self, error: BaseException) -> None:
+        """Fail every outstanding request of this replica with ``error``."""
+        for w in self.proposal_waiters.values():
+            w.set_error(error)
+        for w in self.read_waiters.values():
+            w.set_error(error)
+        for _, _, w in self.reads_awaiting_apply:
+            w.set_error(error)
+        self.proposal_waiters.clear()
+        self.index_waiters.clear()
+        self.read_waiters.clear()
+        self.reads_awaiting_apply.clear()
+        self.ops.clear()
