@@ -126,6 +126,16 @@ def only_message(r: Raft) -> Message:
     return msgs[0]
 
 
+def assert_heartbeat_response_sends_the_snapshot(leader: Raft) -> None:
+    """Follower 2 answers a heartbeat; the leader sends it the snapshot at 10."""
+    leader.step(peer_msg(MT.HEARTBEAT_RESP, 2, 1, 2))
+    m = only_message(leader)
+    assert m.type == MT.SNAP and m.snapshot is not None
+    assert m.snapshot.metadata.index == SNAPSHOT_INDEX
+    pr = leader.trk.progress[2]
+    assert (pr.state, pr.pending_snapshot) == (SNAPSHOT, SNAPSHOT_INDEX)
+
+
 def leader_sent_snapshot() -> Raft:
     """The compacted leader after it sent follower 2 the snapshot at 10."""
     r = compacted_leader()
@@ -187,11 +197,7 @@ def test_snapshot_temporarily_unavailable_aborts_the_send_and_a_later_try_sends_
     assert leader.read_messages() == []
     assert (pr.state, pr.pending_snapshot) == (PROBE, 0)
     storage.busy = False
-    leader.step(peer_msg(MT.HEARTBEAT_RESP, 2, 1, 2))
-    m = only_message(leader)
-    assert m.type == MT.SNAP and m.snapshot is not None
-    assert m.snapshot.metadata.index == SNAPSHOT_INDEX
-    assert (pr.state, pr.pending_snapshot) == (SNAPSHOT, SNAPSHOT_INDEX)
+    assert_heartbeat_response_sends_the_snapshot(leader)
 
 
 def test_nothing_but_heartbeats_goes_to_a_follower_in_snapshot_state() -> None:
@@ -301,11 +307,7 @@ def test_snapshot_failure_forgets_it_and_sends_it_again_later() -> None:
     assert (pr.state, pr.next, pr.match, pr.pending_snapshot) == (PROBE, 1, 0, 0)
     assert pr.msg_app_flow_paused
     assert r.read_messages() == []
-    r.step(peer_msg(MT.HEARTBEAT_RESP, 2, 1, 2))
-    m = only_message(r)
-    assert m.type == MT.SNAP and m.snapshot is not None
-    assert m.snapshot.metadata.index == SNAPSHOT_INDEX
-    assert (pr.state, pr.pending_snapshot) == (SNAPSHOT, SNAPSHOT_INDEX)
+    assert_heartbeat_response_sends_the_snapshot(r)
 
 
 def test_snapshot_report_is_ignored_unless_the_follower_is_in_snapshot_state() -> None:
