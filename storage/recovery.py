@@ -1,0 +1,328 @@
+"""Rebuilding every group's index from the segments when the engine opens.
+
+Rules:
+
+* Segments are read in sequence order; each starts with a ``SEGMENT_START``
+  record naming where the previous segment ended, so a segment that lost
+  batches at its end is caught even though each batch in it checks out.
+* A batch that does not check out is accepted as the torn tail of a crash
+  only when it is in the last segment and no sound batch follows it. That
+  tail is then cut (``truncate`` + ``sync``) so later writes never sit behind
+  garbage. A last segment with no sound batch at all is the remains of a
+  rotation that never completed, and is deleted.
+* Anything else is corruption. It is never cut away: it is reported as a
+  :class:`CorruptionEvent` naming the segment, the offset and the groups whose
+  records were damaged (or "all groups" when the damaged bytes cannot tell),
+  the damaged batch is skipped, and reading resumes at the next sound batch.
+* Garbage collection deletes segments from the oldest, and a group's records
+  in older segments may be gone while later ones remain (see
+  :mod:`storage.gc`). A group met for the first time is therefore *floating*:
+  its first records set where its log starts, until a record that fixes the
+  log's start for good (a snapshot, a compaction, a rewrite, or entries from
+  index 1) anchors it; from then on every record must fit exactly.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from storage.errors import FormatVersionError
+from storage.files import SEGMENT_SUFFIX, FileLayer, LogFile
+from storage.group_log import NO_SEGMENT, GroupLog
+from storage.records import (
+    FORMAT_VERSION,
+    RECORD_HEADER,
+    SEGMENT_PEEK,
+    RecordType,
+    decode_compact,
+    decode_conf_state,
+    decode_entry_terms,
+    decode_group_reset,
+    decode_hard_state,
+    decode_segment_start,
+    decode_snapshot_metadata,
+    decode_truncate,
+    find_next_batch,
+    parse_batch,
+    peek_segment_start,
+)
+
+__all__ = [
+    "CorruptionEvent",
+    "OpenSegment",
+    "RecoveryResult",
+    "recover",
+    "segment_name",
+    "segment_seq",
+]
+
+
+def segment_name(seq: int) -> str:
+    """File name of segment ``seq``."""
+    return f"{seq:016x}{SEGMENT_SUFFIX}"
+
+
+def segment_seq(name: str) -> int | None:
+    """Sequence number of a segment file name (None for other names)."""
+    stem = name[: -len(SEGMENT_SUFFIX)]
+    if not name.endswith(SEGMENT_SUFFIX) or len(stem) != 16:
+        return None
+    try:
+        return int(stem, 16)
+    except ValueError:
+        return None
+
+
+class CorruptionEvent:
+    """Damage found in a segment: where, why, and which groups it touches."""
+
+    __slots__ = ("all_groups", "groups", "offset", "reason", "seq")
+
+    def __init__(
+        self, seq: int, offset: int, reason: str, groups: set[int], all_groups: bool
+    ) -> None:
+        self.seq = seq
+        self.offset = offset
+        self.reason = reason
+        self.groups = groups
+        self.all_groups = all_groups
+
+    def __repr__(self) -> str:
+        return f"CorruptionEvent({segment_name(self.seq)}@{self.offset}: {self.reason})"
+
+
+class OpenSegment:
+    """A live segment file, the offset where its sound data ends, and its allocated size."""
+
+    __slots__ = ("allocated", "end", "file", "seq")
+
+    def __init__(self, seq: int, file: LogFile, end: int, allocated: int) -> None:
+        self.seq = seq
+        self.file = file
+        self.end = end
+        self.allocated = allocated
+
+
+class RecoveryResult:
+    """What :func:`recover` found."""
+
+    __slots__ = ("events", "groups", "removed", "segments", "torn_tails", "write_seqno")
+
+    def __init__(self) -> None:
+        self.groups: dict[int, GroupLog] = {}
+        self.segments: list[OpenSegment] = []
+        self.events: list[CorruptionEvent] = []
+        #: Groups whose last record was their removal.
+        self.removed: set[int] = set()
+        #: ``(segment name, offset)`` of every torn tail that was cut.
+        self.torn_tails: list[tuple[str, int]] = []
+        self.write_seqno = 0
+
+
+def recover(
+    files: FileLayer,
+    first_live: int,
+    new_group: Callable[[int], GroupLog],
+) -> RecoveryResult:
+    """Read every live segment and rebuild the groups (see the module docstring)."""
+    result = RecoveryResult()
+    seqs = sorted(s for s in map(segment_seq, files.list_names()) if s is not None)
+    stale = [s for s in seqs if s < first_live]
+    for s in stale:
+        files.remove(segment_name(s))
+    seqs = seqs[len(stale) :]
+    dropped = False
+    last_data = b""
+    # A last segment with no sound batch is an interrupted rotation.
+    while seqs:
+        f = files.open(segment_name(seqs[-1]), create=False)
+        last_data = f.pread(f.size(), 0)
+        f.close()
+        if find_next_batch(last_data, -4, seqs[-1]) is not None:
+            break
+        files.remove(segment_name(seqs.pop()))
+        dropped = True
+    if stale or dropped:
+        files.sync_dir()
+    replay = _Replayer(result, new_group)
+    for k, seq in enumerate(seqs):
+        f = files.open(segment_name(seq), create=False)
+        is_last = k == len(seqs) - 1
+        expected_end = None if is_last else _peek_prev_end(files, seqs[k + 1])
+        if k > 0 and seqs[k - 1] != seq - 1:
+            replay.event(seq, 0, f"segments {seqs[k - 1] + 1}..{seq - 1} are missing", None)
+        data = last_data if is_last else f.pread(f.size(), 0)
+        end = _scan_segment(data, seq, is_last, expected_end, replay, result)
+        if is_last and len(data.rstrip(b"\x00")) > end:
+            f.truncate(end)
+            f.sync()
+            result.torn_tails.append((segment_name(seq), end))
+        result.segments.append(OpenSegment(seq, f, end, f.size()))
+    replay.finish()
+    return result
+
+
+def _peek_prev_end(files: FileLayer, seq: int) -> int | None:
+    f = files.open(segment_name(seq), create=False)
+    try:
+        return peek_segment_start(f.pread(SEGMENT_PEEK, 0), seq)
+    finally:
+        f.close()
+
+
+def _scan_segment(
+    data: bytes,
+    seq: int,
+    is_last: bool,
+    expected_end: int | None,
+    replay: _Replayer,
+    result: RecoveryResult,
+) -> int:
+    limit = len(data) if expected_end is None else expected_end
+    off = 0
+    while off < limit:
+        pb = parse_batch(data, off, seq)
+        if pb.ok and pb.end <= limit:
+            if off == 0:
+                _check_segment_start(data, seq, pb.records, replay)
+            replay.apply_batch(data, seq, pb.records)
+            result.write_seqno = max(result.write_seqno, pb.write_seqno)
+            off = pb.end
+            continue
+        if is_last and find_next_batch(data, off + 8, seq) is None:
+            return off  # the torn tail of a crash
+        all_groups = not pb.header_ok or pb.unknown
+        reason = pb.reason or "batch runs past the segment end"
+        replay.event(seq, off, reason, None if all_groups else pb.bad_groups)
+        if pb.header_ok:
+            replay.apply_batch(data, seq, pb.records)
+        if pb.header_ok and not pb.unknown and pb.end <= limit:
+            off = pb.end
+            continue
+        nxt = find_next_batch(data, off + 8, seq)
+        if nxt is None or nxt >= limit:
+            return limit if expected_end is not None else off
+        off = nxt
+    if expected_end is not None and len(data) < expected_end:
+        replay.event(
+            seq, len(data), f"segment ends at {len(data)}, the next one says {expected_end}", None
+        )
+    return off
+
+
+def _check_segment_start(
+    data: bytes, seq: int, records: list[tuple[int, int, int, int]], replay: _Replayer
+) -> None:
+    if not records or records[0][0] != RecordType.SEGMENT_START:
+        replay.event(seq, 0, "segment does not begin with a segment start record", None)
+        return
+    version, _ = decode_segment_start(data, records[0][2])
+    if version > FORMAT_VERSION:
+        raise FormatVersionError(
+            f"segment {segment_name(seq)} has format version {version}; this code reads "
+            f"versions up to {FORMAT_VERSION}: upgrade multiraft to open it"
+        )
+
+
+class _Replayer:
+    """Applies records to the groups in log order."""
+
+    __slots__ = ("_anchored", "_new_group", "_result")
+
+    def __init__(self, result: RecoveryResult, new_group: Callable[[int], GroupLog]) -> None:
+        self._result = result
+        self._new_group = new_group
+        self._anchored: set[int] = set()
+
+    def event(self, seq: int, offset: int, reason: str, groups: set[int] | None) -> None:
+        self._result.events.append(
+            CorruptionEvent(seq, offset, reason, set(groups or ()), groups is None)
+        )
+
+    def _group(self, gid: int) -> GroupLog:
+        g = self._result.groups.get(gid)
+        if g is None:
+            g = self._result.groups[gid] = self._new_group(gid)
+            self._result.removed.discard(gid)
+        return g
+
+    def apply_batch(self, data: bytes, seq: int, records: list[tuple[int, int, int, int]]) -> None:
+        for rtype, gid, pstart, plen in records:
+            if rtype == RecordType.SEGMENT_START:
+                continue
+            if not self._apply(data, seq, rtype, gid, pstart, plen):
+                self.event(
+                    seq,
+                    pstart - RECORD_HEADER,
+                    f"record of type {rtype} does not fit the log of group {gid}",
+                    {gid},
+                )
+
+    def _apply(self, data: bytes, seq: int, rtype: int, gid: int, pstart: int, plen: int) -> bool:
+        if rtype == RecordType.REMOVE_GROUP:
+            g = self._result.groups.pop(gid, None)
+            if g is not None:
+                g.clear()
+            self._anchored.discard(gid)
+            self._result.removed.add(gid)
+            return True
+        g = self._group(gid)
+        anchored = gid in self._anchored
+        loc = (seq, pstart, plen)
+        if rtype == RecordType.ENTRIES:
+            first, terms = decode_entry_terms(data, pstart)
+            last = g.last()
+            if not anchored:
+                if first == 1:
+                    self._anchored.add(gid)
+                if first - 1 < g.dummy_index or not g.terms:
+                    g.rebase(first - 1, 0, NO_SEGMENT)
+                    last = first - 1
+            if first <= g.dummy_index or first > last + 1:
+                return False
+            if first <= last:
+                g.truncate(first - 1)
+            g.append(first, terms, None, loc)
+        elif rtype == RecordType.TRUNCATE:
+            last_kept = decode_truncate(data, pstart)
+            if last_kept < g.dummy_index:
+                if anchored:
+                    return False
+                g.rebase(last_kept, 0, NO_SEGMENT)
+            elif last_kept <= g.last():
+                g.truncate(last_kept)
+            elif anchored:
+                return False
+        elif rtype == RecordType.HARD_STATE:
+            g.set_hard_state(decode_hard_state(data, pstart), seq)
+        elif rtype == RecordType.CONF_STATE:
+            g.set_conf_state(decode_conf_state(data[pstart : pstart + plen]), seq)
+        elif rtype == RecordType.SNAPSHOT_APPLY:
+            meta, _ = decode_snapshot_metadata(memoryview(data)[pstart : pstart + plen])
+            g.apply_snapshot(meta, loc)
+            self._anchored.add(gid)
+        elif rtype == RecordType.SNAPSHOT_STORE:
+            meta, _ = decode_snapshot_metadata(memoryview(data)[pstart : pstart + plen])
+            g.store_snapshot(meta, loc)
+        elif rtype == RecordType.COMPACT:
+            index, term = decode_compact(data, pstart)
+            if index > g.last() or index <= g.dummy_index:
+                if anchored:
+                    return False
+                g.rebase(index, term, seq)
+            else:
+                g.compact(index, term, seq)
+            self._anchored.add(gid)
+        elif rtype == RecordType.GROUP_RESET:
+            dummy_index, dummy_term, hs, cs = decode_group_reset(data[pstart : pstart + plen])
+            g.reset(dummy_index, dummy_term, hs, cs, seq)
+            self._anchored.add(gid)
+        else:
+            return False
+        return True
+
+    def finish(self) -> None:
+        for gid, g in self._result.groups.items():
+            if gid not in self._anchored and g.dummy_index > 0:
+                seq = g.runs[0][2] if g.runs else 0
+                self.event(seq, 0, f"the start of the log of group {gid} is missing", {gid})
