@@ -349,37 +349,27 @@ def test_isolated_candidate_rejoins_as_follower_with_the_leader_log() -> None:
         assert log.committed == 2
 
 
-def test_dueling_candidates_end_with_the_longer_log_winning_the_term() -> None:
-    a, b, c = three_members()
+@pytest.mark.parametrize(
+    ("pre", "loser_after_first_round", "want"),
+    [
+        # 3 campaigns at term 2 with a shorter log: it loses, but deposes leader 1.
+        (False, CANDIDATE, [(FOLLOWER, 2, 1), (FOLLOWER, 2, 1), (FOLLOWER, 2, 0)]),
+        # With pre-vote its refused pre-votes leave leader 1 undisturbed.
+        (True, FOLLOWER, [(LEADER, 1, 1), (FOLLOWER, 1, 1), (FOLLOWER, 1, 0)]),
+    ],
+)
+def test_dueling_candidates_end_with_the_longer_log_ahead(
+    pre: bool, loser_after_first_round: StateType, want: list[tuple[StateType, int, int]]
+) -> None:
+    a, b, c = three_members(pre_vote=pre)
     nt = Network(a, b, c)
     nt.cut(1, 3)
     nt.send(hup(1))
     nt.send(hup(3))
-    assert (a.state, c.state) == (LEADER, CANDIDATE)
-    nt.recover()
-    # 3 campaigns at term 2; its shorter log loses, but it deposes leader 1.
-    nt.send(hup(3))
-    assert [(r.state, r.term, r.raft_log.last_index()) for r in (a, b, c)] == [
-        (FOLLOWER, 2, 1),
-        (FOLLOWER, 2, 1),
-        (FOLLOWER, 2, 0),
-    ]
-
-
-def test_dueling_pre_candidates_leave_the_leader_undisturbed() -> None:
-    a, b, c = three_members(pre_vote=True)
-    nt = Network(a, b, c)
-    nt.cut(1, 3)
-    nt.send(hup(1))
-    nt.send(hup(3))
-    assert (a.state, c.state) == (LEADER, FOLLOWER)
+    assert (a.state, c.state) == (LEADER, loser_after_first_round)
     nt.recover()
     nt.send(hup(3))
-    assert [(r.state, r.term, r.raft_log.last_index()) for r in (a, b, c)] == [
-        (LEADER, 1, 1),
-        (FOLLOWER, 1, 1),
-        (FOLLOWER, 1, 0),
-    ]
+    assert [(r.state, r.term, r.raft_log.last_index()) for r in (a, b, c)] == want
 
 
 def test_single_member_wins_at_once_with_or_without_pre_vote() -> None:

@@ -58,7 +58,8 @@ def test_proposals_commit_everywhere_through_a_change_of_leader() -> None:
         assert applied == [(1, 1, b""), (2, 1, b"first"), (3, 2, b""), (4, 2, b"second")]
 
 
-def test_old_term_entries_wait_for_an_entry_of_the_new_term() -> None:
+def five_with_two_entries_on_a_minority() -> Network:
+    """Five members; leader 1 (term 1) put entries 2 and 3 on itself and 2 only."""
     nt = Network(None, None, None, None, None)
     nt.send(hup(1))
     for other in (3, 4, 5):
@@ -66,8 +67,13 @@ def test_old_term_entries_wait_for_an_entry_of_the_new_term() -> None:
     nt.send(prop(1, b"a"), prop(1, b"b"))
     assert nt.raft(1).raft_log.committed == 1
     nt.recover()
-    # 2 wins term 2 but none of its appends arrive: entries 2 and 3 of term 1 sit
-    # on a majority (1, 2 and, after the election, nobody else) uncommitted.
+    return nt
+
+
+def test_old_term_entries_wait_for_an_entry_of_the_new_term() -> None:
+    nt = five_with_two_entries_on_a_minority()
+    # 2 wins term 2 but none of its appends arrive, so the term-1 entries it holds
+    # stay uncommitted until an entry of term 2 reaches a majority.
     nt.ignore(MT.APP)
     nt.send(hup(2))
     n2 = nt.raft(2)
@@ -80,12 +86,7 @@ def test_old_term_entries_wait_for_an_entry_of_the_new_term() -> None:
 
 
 def test_empty_entry_of_the_new_leader_commits_the_previous_term_entries() -> None:
-    nt = Network(None, None, None, None, None)
-    nt.send(hup(1))
-    for other in (3, 4, 5):
-        nt.cut(1, other)
-    nt.send(prop(1, b"a"), prop(1, b"b"))
-    nt.recover()
+    nt = five_with_two_entries_on_a_minority()
     nt.send(hup(2))
     assert nt.raft(2).raft_log.committed == 4
     assert nt.raft(1).raft_log.committed == 4
