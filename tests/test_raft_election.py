@@ -46,6 +46,14 @@ def three_members(**kw: object) -> tuple[Raft, Raft, Raft]:
     return a, b, c
 
 
+def network_at_term_1(**kw: object) -> tuple[Network, tuple[Raft, Raft, Raft]]:
+    """Members 1, 2 and 3, all followers at term 1 with no leader, on one network."""
+    members = three_members(**kw)
+    for r in members:
+        r.become_follower(1, NONE)
+    return Network(*members), members
+
+
 def in_role(role: StateType, term: int = 1, **kw: object) -> Raft:
     """Member 1 of {1, 2, 3} in ``role``: at ``term``, or ``term + 1`` once it campaigned."""
     r = new_test_raft(1, peers=[1, 2, 3], **kw)
@@ -430,11 +438,9 @@ def test_isolated_pre_vote_member_keeps_its_term_and_rejoins_without_disruption(
 
 
 def test_split_pre_vote_recovers_in_the_next_round() -> None:
-    a, b, c = three_members(pre_vote=True)
-    for r in (a, b, c):
-        r.become_follower(1, NONE)
-    nt = Network(a, b, c)
+    nt, (a, b, c) = network_at_term_1(pre_vote=True)
     nt.send(hup(1))
+    assert (a.state, a.term) == (LEADER, 2)
     nt.isolate(1)
     nt.send(hup(2), hup(3))
     # Each grants the other's pre-vote (both forgot the leader by campaigning), then
@@ -445,10 +451,7 @@ def test_split_pre_vote_recovers_in_the_next_round() -> None:
 
 
 def test_pre_vote_with_check_quorum_elects_once_followers_have_campaigned() -> None:
-    a, b, c = three_members(pre_vote=True, check_quorum=True)
-    for r in (a, b, c):
-        r.become_follower(1, NONE)
-    nt = Network(a, b, c)
+    nt, (a, b, c) = network_at_term_1(pre_vote=True, check_quorum=True)
     nt.send(hup(1))
     nt.isolate(1)
     assert [r.state for r in (a, b, c)] == [LEADER, FOLLOWER, FOLLOWER]
@@ -461,10 +464,7 @@ def test_pre_vote_with_check_quorum_elects_once_followers_have_campaigned() -> N
 
 
 def test_pre_vote_member_behind_on_term_can_still_complete_an_election() -> None:
-    a, b, c = three_members(pre_vote=True)
-    for r in (a, b, c):
-        r.become_follower(1, NONE)
-    nt = Network(a, b, c)
+    nt, (a, b, c) = network_at_term_1(pre_vote=True)
     nt.cut(1, 3)
     nt.cut(2, 3)
     nt.send(hup(1))
@@ -488,10 +488,7 @@ def test_pre_vote_member_behind_on_term_can_still_complete_an_election() -> None
 def test_disruptive_follower_without_pre_vote_deposes_the_leader_through_a_stale_heartbeat() -> (
     None
 ):
-    n1, n2, n3 = three_members(check_quorum=True)
-    for r in (n1, n2, n3):
-        r.become_follower(1, NONE)
-    nt = Network(n1, n2, n3)
+    nt, (n1, n2, n3) = network_at_term_1(check_quorum=True)
     nt.send(hup(1))
     assert [(r.state, r.term) for r in (n1, n2, n3)] == [
         (LEADER, 2),
@@ -512,10 +509,7 @@ def test_disruptive_follower_without_pre_vote_deposes_the_leader_through_a_stale
 
 
 def test_disruptive_follower_with_pre_vote_does_not_depose_the_leader() -> None:
-    n1, n2, n3 = three_members(check_quorum=True)
-    for r in (n1, n2, n3):
-        r.become_follower(1, NONE)
-    nt = Network(n1, n2, n3)
+    nt, (n1, n2, n3) = network_at_term_1(check_quorum=True)
     nt.send(hup(1))
     nt.isolate(3)
     for _ in range(3):
