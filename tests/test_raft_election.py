@@ -420,6 +420,35 @@ def test_rejected_pre_votes_return_the_pre_candidate_to_follower_in_its_term() -
     assert (r.state, r.term, r.vote) == (FOLLOWER, 1, NONE)
 
 
+def test_pre_candidate_keeps_its_term_while_the_pre_vote_count_is_short() -> None:
+    r = new_test_raft(1, peers=range(1, 6), pre_vote=True)
+    r.become_follower(1, NONE)
+    r.step(hup(1))
+    r.read_messages()
+    r.step(Message(type=MT.PRE_VOTE_RESP, from_=2, to=1, term=2))
+    assert (r.state, r.term, r.vote) == (PRE_CANDIDATE, 1, NONE)
+    assert r.read_messages() == []
+    r.step(Message(type=MT.PRE_VOTE_RESP, from_=3, to=1, term=2))
+    assert (r.state, r.term, r.vote) == (CANDIDATE, 2, 1)
+
+
+def test_pre_candidate_ignores_real_vote_responses() -> None:
+    r = in_role(FOLLOWER, pre_vote=True)
+    r.step(hup(1))
+    r.read_messages()
+    r.step(Message(type=MT.VOTE_RESP, from_=2, to=1, term=1))
+    r.step(Message(type=MT.VOTE_RESP, from_=3, to=1, term=1))
+    assert (r.state, r.term) == (PRE_CANDIDATE, 1)
+
+
+def test_pre_vote_refusal_from_a_newer_term_moves_the_pre_candidate_to_that_term() -> None:
+    r = in_role(FOLLOWER, pre_vote=True)
+    r.step(hup(1))
+    r.read_messages()
+    r.step(Message(type=MT.PRE_VOTE_RESP, from_=2, to=1, term=5, reject=True))
+    assert (r.state, r.term, r.vote, r.lead) == (FOLLOWER, 5, NONE, NONE)
+
+
 def test_isolated_pre_vote_member_keeps_its_term_and_rejoins_without_disruption() -> None:
     a, b, c = three_members(pre_vote=True)
     nt = Network(a, b, c)
@@ -570,10 +599,11 @@ def test_follower_in_lease_ignores_a_higher_term_vote_until_its_lease_expires() 
     assert (c.state, c.term) == (LEADER, 3)
 
 
-def test_follower_in_lease_drops_a_higher_term_vote_silently() -> None:
+@pytest.mark.parametrize("vote_type", [MT.VOTE, MT.PRE_VOTE])
+def test_follower_in_lease_drops_a_higher_term_vote_silently(vote_type: MessageType) -> None:
     r = new_test_raft(1, peers=[1, 2, 3], check_quorum=True)
     r.become_follower(2, 3)
-    r.step(Message(type=MT.VOTE, from_=2, to=1, term=3, index=10, log_term=3))
+    r.step(Message(type=vote_type, from_=2, to=1, term=3, index=10, log_term=3))
     assert r.read_messages() == []
     assert (r.term, r.vote, r.lead) == (2, NONE, 3)
 
