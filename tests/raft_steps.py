@@ -7,6 +7,7 @@ member itself) carry term 0, as the application would produce them.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any
 
 from multiraft.raft import Entry, EntryType, Message, MessageType
 from multiraft.raft.raft import Raft
@@ -78,7 +79,7 @@ def terms_of(r: Raft) -> list[int]:
 
 
 def member_with_log(
-    node_id: int, terms: Iterable[int], peers: Iterable[int] = (1, 2, 3), **kw: object
+    node_id: int, terms: Iterable[int], peers: Iterable[int] = (1, 2, 3), **kw: Any
 ) -> Raft:
     """A follower whose log holds entries of ``terms`` and whose term is the last of them.
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from multiraft.raft import (
@@ -41,12 +43,12 @@ def pre_vote_and_check_quorum(cfg: Config) -> None:
     cfg.check_quorum = True
 
 
-def three_members(**kw: object) -> tuple[Raft, Raft, Raft]:
+def three_members(**kw: Any) -> tuple[Raft, Raft, Raft]:
     a, b, c = (new_test_raft(i, peers=[1, 2, 3], **kw) for i in (1, 2, 3))
     return a, b, c
 
 
-def network_at_term_1(**kw: object) -> tuple[Network, tuple[Raft, Raft, Raft]]:
+def network_at_term_1(**kw: Any) -> tuple[Network, tuple[Raft, Raft, Raft]]:
     """Members 1, 2 and 3, all followers at term 1 with no leader, on one network."""
     members = three_members(**kw)
     for r in members:
@@ -54,7 +56,7 @@ def network_at_term_1(**kw: object) -> tuple[Network, tuple[Raft, Raft, Raft]]:
     return Network(*members), members
 
 
-def in_role(role: StateType, term: int = 1, **kw: object) -> Raft:
+def in_role(role: StateType, term: int = 1, **kw: Any) -> Raft:
     """Member 1 of {1, 2, 3} in ``role``: at ``term``, or ``term + 1`` once it campaigned."""
     r = new_test_raft(1, peers=[1, 2, 3], **kw)
     r.become_follower(term, NONE)
@@ -245,7 +247,8 @@ def test_message_of_a_lower_term_is_ignored_by_default(
 def test_stale_leader_traffic_is_answered_with_our_term_under_check_quorum_or_pre_vote(
     option: str, msg_type: MessageType
 ) -> None:
-    r = new_test_raft(1, peers=[1, 2, 3], **{option: True})
+    options: dict[str, Any] = {option: True}
+    r = new_test_raft(1, peers=[1, 2, 3], **options)
     r.become_follower(3, NONE)
     r.step(Message(type=msg_type, from_=2, to=1, term=2, index=1, commit=1))
     (resp,) = r.read_messages()
@@ -254,7 +257,7 @@ def test_stale_leader_traffic_is_answered_with_our_term_under_check_quorum_or_pr
 
 
 @pytest.mark.parametrize("options", [{}, {"check_quorum": True, "pre_vote": True}])
-def test_stale_vote_request_gets_no_answer(options: dict[str, bool]) -> None:
+def test_stale_vote_request_gets_no_answer(options: dict[str, Any]) -> None:
     r = new_test_raft(1, peers=[1, 2, 3], **options)
     r.become_follower(3, NONE)
     r.step(Message(type=MT.VOTE, from_=2, to=1, term=2, index=5, log_term=2))

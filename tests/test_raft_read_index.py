@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from multiraft.raft import (
@@ -28,7 +30,7 @@ def lease_based(cfg: Config) -> None:
     cfg.read_only_option = ReadOnlyOption.LEASE_BASED
 
 
-def leader_of_three(**kw: object) -> Raft:
+def leader_of_three(**kw: Any) -> Raft:
     """Leader 1 of {1, 2, 3} at term 1 with its empty entry (index 1) committed."""
     r = new_test_raft(1, peers=[1, 2, 3], **kw)
     elect(r)

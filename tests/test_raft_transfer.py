@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from multiraft.raft import (
@@ -57,7 +59,7 @@ def test_up_to_date_follower_gets_timeout_now_at_once() -> None:
 
 @pytest.mark.parametrize("options", [{}, {"pre_vote": True}, {"check_quorum": True}])
 def test_timeout_now_makes_the_follower_campaign_at_once_for_the_next_term(
-    options: dict[str, bool],
+    options: dict[str, Any],
 ) -> None:
     r = new_test_raft(2, peers=[1, 2, 3], **options)
     r.become_follower(1, 1)
