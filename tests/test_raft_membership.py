@@ -134,9 +134,9 @@ def test_candidate_asks_only_voters_and_a_learner_grant_does_not_elect() -> None
     r.step(Message(type=MT.HUP, from_=1, to=1))
     assert [(m.type, m.to) for m in r.read_messages()] == [(MT.VOTE, 2), (MT.VOTE, 3)]
     r.step(peer_msg(MT.VOTE_RESP, 4, 1, 1))
-    assert r.state == StateType.CANDIDATE
+    assert (r.state, r.term) == (StateType.CANDIDATE, 1)
     r.step(peer_msg(MT.VOTE_RESP, 2, 1, 1))
-    assert r.state == StateType.LEADER
+    assert (r.state, r.term) == (StateType.LEADER, 1)
 
 
 def test_learner_answers_a_vote_request_as_it_may_already_be_a_voter() -> None:
