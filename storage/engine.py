@@ -144,11 +144,14 @@ class DurableLogEngine:
         gc_ratio: float = 2.0,
         strict: bool = False,
         files: FileLayer | None = None,
+        durable_metadata: bool = True,
     ) -> DurableLogEngine:
         """Open (creating if needed) the engine in directory ``path`` and recover it.
 
         ``files`` replaces the real segment files (tests pass a simulated
         disk); the metadata database and the lock always live in ``path``.
+        ``durable_metadata=False`` skips the metadata database's fsyncs: only
+        for tests whose crashes are simulated on ``files``.
         Raises :class:`EngineLockedError` if the directory is in use,
         :class:`~storage.errors.FormatVersionError` if it was written by a newer
         format, and :class:`CorruptionError` when ``strict`` and damage is found.
@@ -162,7 +165,7 @@ class DurableLogEngine:
             os.close(lock_fd)
             raise EngineLockedError(f"{path} is in use by another log engine") from None
         try:
-            metadata = Metadata(os.path.join(path, METADATA_FILE))
+            metadata = Metadata(os.path.join(path, METADATA_FILE), durable=durable_metadata)
         except BaseException:
             os.close(lock_fd)
             raise

@@ -40,12 +40,13 @@ CorruptGroup = tuple[int, int, int, str]
 class Metadata:
     """Access to the metadata database (safe to call from several threads)."""
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, *, durable: bool = True) -> None:
+        """Open (creating) the database; ``durable=False`` skips its fsyncs (tests only)."""
         self._lock = threading.Lock()
         self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
         try:
+            self._db.execute(f"PRAGMA synchronous={'FULL' if durable else 'OFF'}")
             self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=FULL")
             self._init_schema(path)
         except BaseException:
             self._db.close()

@@ -16,10 +16,7 @@ Rules:
   the damaged batch is skipped, and reading resumes at the next sound batch.
 * Garbage collection deletes segments from the oldest, and a group's records
   in older segments may be gone while later ones remain (see
-  :mod:`storage.gc`). A group met for the first time is therefore *floating*:
-  its first records set where its log starts, until a record that fixes the
-  log's start for good (a snapshot, a compaction, a rewrite, or entries from
-  index 1) anchors it; from then on every record must fit exactly.
+  :mod:`storage.gc` and ``_Replayer``).
 """
 
 from __future__ import annotations
@@ -28,7 +25,7 @@ from collections.abc import Callable
 
 from storage.errors import FormatVersionError
 from storage.files import SEGMENT_SUFFIX, FileLayer, LogFile
-from storage.group_log import NO_SEGMENT, GroupLog
+from storage.group_log import NO_SEGMENT, GroupLog, Location
 from storage.records import (
     FORMAT_VERSION,
     RECORD_HEADER,
@@ -224,27 +221,110 @@ def _check_segment_start(
         )
 
 
-class _Replayer:
-    """Applies records to the groups in log order."""
+class _ReplayLog:
+    """A group's entries during replay: pieces that may have gaps until the end.
 
-    __slots__ = ("_anchored", "_new_group", "_result")
+    Each piece is ``[first live index, terms, record first index, location]``.
+    """
+
+    __slots__ = ("base_seg", "dummy_index", "dummy_term", "pieces")
+
+    def __init__(self) -> None:
+        self.dummy_index = 0
+        self.dummy_term = 0
+        self.base_seg = NO_SEGMENT
+        self.pieces: list[tuple[int, list[int], int, Location]] = []
+
+    def last(self) -> int:
+        if not self.pieces:
+            return self.dummy_index
+        first, terms, _, _ = self.pieces[-1]
+        return first + len(terms) - 1
+
+    def truncate_after(self, last_kept: int) -> None:
+        pieces = self.pieces
+        while pieces and pieces[-1][0] > last_kept:
+            pieces.pop()
+        if pieces:
+            first, terms, rec_first, loc = pieces[-1]
+            if first + len(terms) - 1 > last_kept:
+                pieces[-1] = (first, terms[: last_kept - first + 1], rec_first, loc)
+
+    def append(self, first: int, terms: list[int], loc: Location) -> None:
+        self.truncate_after(first - 1)
+        self.pieces.append((first, terms, first, loc))
+
+    def compact(self, index: int, term: int, seq: int) -> bool:
+        if index < self.dummy_index:
+            return False
+        pieces = self.pieces
+        while pieces and pieces[0][0] + len(pieces[0][1]) - 1 <= index:
+            pieces.pop(0)
+        if pieces and pieces[0][0] <= index:
+            first, terms, rec_first, loc = pieces[0]
+            pieces[0] = (index + 1, terms[index + 1 - first :], rec_first, loc)
+        self.dummy_index = index
+        self.dummy_term = term
+        self.base_seg = seq
+        return True
+
+    def reset(self, index: int, term: int, seq: int) -> None:
+        self.pieces = []
+        self.dummy_index = index
+        self.dummy_term = term
+        self.base_seg = seq
+
+    def install(self, g: GroupLog) -> bool:
+        """Move the entries into ``g``; false if they do not run on from the dummy entry."""
+        expect = self.dummy_index + 1
+        terms: list[int] = []
+        runs = []
+        for first, piece_terms, rec_first, (seq, poff, plen) in self.pieces:
+            if first != expect:
+                return False
+            terms.extend(piece_terms)
+            expect = first + len(piece_terms)
+            runs.append((rec_first, expect - 1, seq, poff, plen))
+        g.dummy_index = self.dummy_index
+        g.dummy_term = self.dummy_term
+        g.base_seg = self.base_seg
+        g.terms = terms
+        g.runs = runs
+        return True
+
+
+class _Replayer:
+    """Applies records to the groups in log order.
+
+    Garbage collection may have deleted a group's older records while later
+    ones remain. Each record is applied for its effect on index ranges (entries
+    replace everything from their first index, a truncation drops what follows,
+    a compaction drops what precedes and sets the dummy entry, a snapshot or a
+    rewrite replaces everything), which gives the true final log as long as
+    every record the final state depends on was kept, which is what garbage
+    collection guarantees. At the end, each group's entries must run on from
+    its dummy entry without a gap; a group whose do not is reported.
+    """
+
+    __slots__ = ("_logs", "_new_group", "_result")
 
     def __init__(self, result: RecoveryResult, new_group: Callable[[int], GroupLog]) -> None:
         self._result = result
         self._new_group = new_group
-        self._anchored: set[int] = set()
+        self._logs: dict[int, _ReplayLog] = {}
 
     def event(self, seq: int, offset: int, reason: str, groups: set[int] | None) -> None:
         self._result.events.append(
             CorruptionEvent(seq, offset, reason, set(groups or ()), groups is None)
         )
 
-    def _group(self, gid: int) -> GroupLog:
+    def _group(self, gid: int) -> tuple[GroupLog, _ReplayLog]:
         g = self._result.groups.get(gid)
         if g is None:
             g = self._result.groups[gid] = self._new_group(gid)
+            self._logs[gid] = _ReplayLog()
             self._result.removed.discard(gid)
-        return g
+        return g, self._logs[gid]
 
     def apply_batch(self, data: bytes, seq: int, records: list[tuple[int, int, int, int]]) -> None:
         for rtype, gid, pstart, plen in records:
@@ -263,36 +343,18 @@ class _Replayer:
             g = self._result.groups.pop(gid, None)
             if g is not None:
                 g.clear()
-            self._anchored.discard(gid)
+                del self._logs[gid]
             self._result.removed.add(gid)
             return True
-        g = self._group(gid)
-        anchored = gid in self._anchored
+        g, log = self._group(gid)
         loc = (seq, pstart, plen)
         if rtype == RecordType.ENTRIES:
             first, terms = decode_entry_terms(data, pstart)
-            last = g.last()
-            if not anchored:
-                if first == 1:
-                    self._anchored.add(gid)
-                if first - 1 < g.dummy_index or not g.terms:
-                    g.rebase(first - 1, 0, NO_SEGMENT)
-                    last = first - 1
-            if first <= g.dummy_index or first > last + 1:
+            if first <= log.dummy_index:
                 return False
-            if first <= last:
-                g.truncate(first - 1)
-            g.append(first, terms, None, loc)
+            log.append(first, terms, loc)
         elif rtype == RecordType.TRUNCATE:
-            last_kept = decode_truncate(data, pstart)
-            if last_kept < g.dummy_index:
-                if anchored:
-                    return False
-                g.rebase(last_kept, 0, NO_SEGMENT)
-            elif last_kept <= g.last():
-                g.truncate(last_kept)
-            elif anchored:
-                return False
+            log.truncate_after(decode_truncate(data, pstart))
         elif rtype == RecordType.HARD_STATE:
             g.set_hard_state(decode_hard_state(data, pstart), seq)
         elif rtype == RecordType.CONF_STATE:
@@ -300,29 +362,24 @@ class _Replayer:
         elif rtype == RecordType.SNAPSHOT_APPLY:
             meta, _ = decode_snapshot_metadata(memoryview(data)[pstart : pstart + plen])
             g.apply_snapshot(meta, loc)
-            self._anchored.add(gid)
+            log.reset(meta.index, meta.term, seq)
         elif rtype == RecordType.SNAPSHOT_STORE:
             meta, _ = decode_snapshot_metadata(memoryview(data)[pstart : pstart + plen])
             g.store_snapshot(meta, loc)
         elif rtype == RecordType.COMPACT:
             index, term = decode_compact(data, pstart)
-            if index > g.last() or index <= g.dummy_index:
-                if anchored:
-                    return False
-                g.rebase(index, term, seq)
-            else:
-                g.compact(index, term, seq)
-            self._anchored.add(gid)
+            return log.compact(index, term, seq)
         elif rtype == RecordType.GROUP_RESET:
             dummy_index, dummy_term, hs, cs = decode_group_reset(data[pstart : pstart + plen])
             g.reset(dummy_index, dummy_term, hs, cs, seq)
-            self._anchored.add(gid)
+            log.reset(dummy_index, dummy_term, seq)
         else:
             return False
         return True
 
     def finish(self) -> None:
         for gid, g in self._result.groups.items():
-            if gid not in self._anchored and g.dummy_index > 0:
-                seq = g.runs[0][2] if g.runs else 0
-                self.event(seq, 0, f"the start of the log of group {gid} is missing", {gid})
+            log = self._logs[gid]
+            if not log.install(g):
+                seq = log.pieces[0][3][0] if log.pieces else 0
+                self.event(seq, 0, f"entries of group {gid} are missing", {gid})
