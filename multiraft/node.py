@@ -178,18 +178,23 @@ class Node:
         *,
         state_machine: StateMachine,
         campaign: bool = False,
+        join: bool = False,
     ) -> None:
         """Host a replica of ``group_id`` whose members are the nodes ``replicas``.
 
-        A group with state in the log engine (after a restart) is recovered: its
-        state machine is restored from the latest snapshot and ``replicas`` is
-        ignored. ``campaign=True`` starts an election at once (see :meth:`campaign`).
-        Raises ``GroupExistsError`` if hosted, ``GroupRemovedError`` if tombstoned,
-        ``ValueError`` for an invalid id or replica list.
+        Every initial member creates the group with the same ``replicas``. A node
+        added later by ``change_membership`` creates it with ``join=True``: it
+        starts empty and learns log and membership from the leader (``replicas``
+        is then not used). A group with state in the log engine (after a restart)
+        is recovered: its state machine is restored from the latest snapshot and
+        ``replicas`` is ignored. ``campaign=True`` starts an election at once (see
+        :meth:`campaign`). Raises ``GroupExistsError`` if hosted,
+        ``GroupRemovedError`` if tombstoned, ``ValueError`` for an invalid id or
+        replica list.
         """
         self._check_open()
         _check_group_id(group_id)
-        peers = _check_replicas(self.node_id, replicas)
+        peers = None if join else _check_replicas(self.node_id, replicas)
         if group_id in self._unknown.tombstones:
             raise GroupRemovedError(group_id)
         if group_id in self._groups:
@@ -648,7 +653,7 @@ class Node:
 
     def _send_keepalives(self) -> None:
         for peer in self._liveness.take_idle_links():
-            self._send(peer, Frame(self.node_id, peer))
+            self._send(peer, Frame(self.node_id, peer), keepalive=True)
 
     # ------------------------------------------------------------- inbound
 
@@ -868,11 +873,13 @@ class Node:
         for to in sorted(frames):
             self._send(to, frames[to])
 
-    def _send(self, to: int, frame: Frame) -> None:
+    def _send(self, to: int, frame: Frame, keepalive: bool = False) -> None:
         c = self._counters
         c.frames_sent += 1
         c.messages_sent += frame.message_count()
-        self._liveness.sent(to)
+        if not keepalive:
+            # A keepalive covers the interval before it, not the one after.
+            self._liveness.sent(to)
         if not self._transport.send(to, frame):
             c.send_failures += 1
             if frame.messages:

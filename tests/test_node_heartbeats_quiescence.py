@@ -1,0 +1,167 @@
+"""Coalesced heartbeats, quiescence, waking, and failover of quiesced groups."""
+
+from __future__ import annotations
+
+import pytest
+import trio
+
+from multiraft.raft import StateType
+from node_cluster import Cluster, wait_until
+
+TICK = 0.1
+
+
+async def ticks(n: int) -> None:
+    await trio.sleep(n * TICK)
+
+
+@pytest.mark.parametrize("groups", [1, 100, 2000])
+async def test_heartbeat_frames_per_tick_per_peer_are_one_whatever_the_group_count(
+    autojump_clock: trio.testing.MockClock, groups: int
+) -> None:
+    async with Cluster(3, quiesce=False) as c:
+        gids = list(range(groups))
+        await c.create_groups(gids, leader=lambda g: 1)
+        await c.wait_leaders(gids, timeout=10)
+        await ticks(3)
+        net = c.net
+        before = {(s, d): net.frames_sent(s, d) for s in c.ids for d in c.ids if s != d}
+        records = {(s, d): net.heartbeat_records_sent(s, d) for s, d in before}
+        msgs = {(s, d): net.messages_sent(s, d) for s, d in before}
+        stats1 = c.nodes[1].stats()
+        n = 10
+        await ticks(n)
+        for s, d in before:
+            assert net.frames_sent(s, d) - before[(s, d)] == n, (s, d)
+        # Node 1 leads every group: one heartbeat record per group and tick to each
+        # follower, one response record back, and no other message.
+        for d in (2, 3):
+            assert net.heartbeat_records_sent(1, d) - records[(1, d)] == n * groups
+            assert net.heartbeat_records_sent(d, 1) - records[(d, 1)] == n * groups
+            assert net.messages_sent(1, d) - msgs[(1, d)] == n * groups
+        assert net.messages_sent(2, 3) == msgs[(2, 3)]
+        stats2 = c.nodes[1].stats()
+        assert stats2["heartbeats_coalesced"] - stats1["heartbeats_coalesced"] == 2 * n * groups
+        assert stats2["groups_ticked"] - stats1["groups_ticked"] == n * groups
+        assert stats2["quiesced_groups"] == 0
+
+
+async def test_settled_groups_are_not_ticked_and_peers_exchange_only_empty_frames(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    async with Cluster(3) as c:
+        gids = list(range(50))
+        await c.create_groups(gids, leader=lambda g: g % 3 + 1)
+        await c.wait_leaders(gids)
+        await c.settle(gids)
+        await ticks(2)
+        net = c.net
+        links = [(s, d) for s in c.ids for d in c.ids if s != d]
+        frames = {link: net.frames_sent(*link) for link in links}
+        msgs = {link: net.messages_sent(*link) for link in links}
+        before = {i: c.nodes[i].stats() for i in c.ids}
+        await ticks(20)
+        for link in links:
+            assert net.frames_sent(*link) - frames[link] == 20
+            assert net.messages_sent(*link) == msgs[link]
+        for i in c.ids:
+            after = c.nodes[i].stats()
+            assert after["groups_ticked"] == before[i]["groups_ticked"]
+            assert after["ticks"] - before[i]["ticks"] == 20
+            assert after["quiesced_groups"] == 50
+            assert after["ready_cycles"] == before[i]["ready_cycles"]
+            assert after["storage_syncs"] == before[i]["storage_syncs"]
+
+
+async def test_proposal_wakes_a_quiesced_group_without_an_election(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    async with Cluster(3) as c:
+        await c.create_groups([7], leader=lambda g: 2)
+        await c.wait_leaders([7])
+        await c.settle([7])
+        term = c.nodes[2].status(7).hard_state.term
+        # Proposed on a follower: the forwarded proposal wakes the leader too.
+        assert await c.nodes[3].propose(7, b"wake") == (5, b"wake")
+        for i in c.ids:
+            assert c.nodes[i].status(7).hard_state.term == term
+            assert c.nodes[i].leader_of(7) == 2
+        await c.settle([7])
+        assert [c.sms[(7, i)].applied for i in c.ids] == [[(5, b"wake")]] * 3
+
+
+async def test_quiesced_groups_of_a_crashed_leader_node_elect_within_two_election_timeouts(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    async with Cluster(3) as c:
+        gids = list(range(60))
+        await c.create_groups(gids, leader=lambda g: g % 3 + 1)
+        await c.wait_leaders(gids)
+        await c.settle(gids)
+        led_by_1 = [g for g in gids if g % 3 == 0]
+        c.net.crash(1)
+        await c.stop(1)
+        crashed_at = trio.current_time()
+
+        def new_leaders_agreed() -> bool:
+            return all(
+                c.nodes[2].leader_of(g) == c.nodes[3].leader_of(g) in (2, 3) for g in led_by_1
+            )
+
+        took = await wait_until(new_leaders_agreed, 2 * 10 * TICK, "new leaders")
+        assert took <= 2 * 10 * TICK
+        assert trio.current_time() - crashed_at <= 2 * 10 * TICK
+        for g in led_by_1:
+            leader = c.nodes[2].leader_of(g)
+            assert leader in (2, 3)
+            assert c.nodes[leader].status(g).soft_state.raft_state == StateType.LEADER
+        # Groups led by the survivors kept their leaders.
+        for g in gids:
+            if g % 3 != 0:
+                assert c.nodes[2].leader_of(g) == g % 3 + 1
+        assert await c.nodes[3].propose(led_by_1[0], b"after") == (6, b"after")
+
+
+async def test_dead_peer_keeps_only_its_own_groups_awake(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    async with Cluster(4) as c:
+        await c.create_groups([1], members=[1, 2, 3])
+        await c.create_groups([2], members=[1, 2, 4])
+        await c.wait_leaders([1], node_ids=[1, 2, 3])
+        await c.wait_leaders([2], node_ids=[1, 2, 4])
+        c.net.crash(4)
+        await c.stop(4)
+        await ticks(12)
+        assert c.nodes[1].stats()["dead_peers"] == 1
+        await c.nodes[1].propose(1, b"a")
+        await c.nodes[1].propose(2, b"b")
+        await ticks(10)
+        assert c.nodes[1].is_quiesced(1)
+        assert not c.nodes[1].is_quiesced(2)
+        assert c.nodes[1].leader_of(2) == 1
+
+
+async def test_quiesce_heartbeat_with_a_stale_term_keeps_the_follower_awake(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    from multiraft.frames import Frame, HeartbeatRecord
+
+    async with Cluster(3) as c:
+        await c.create_groups([1])
+        await c.wait_leaders([1])
+        await c.settle([1])
+        status = c.nodes[2].status(1)
+        term, commit = status.hard_state.term, status.hard_state.commit
+        await c.nodes[1].propose(1, b"x")  # wakes the group everywhere
+        node2 = c.nodes[2]
+        assert not node2.is_quiesced(1)
+        # A forged quiesce record from an older term must not put node 2 to sleep.
+        node2._inbound.append(
+            Frame(1, 2, heartbeats=[HeartbeatRecord(1, 1, 2, term - 1, commit, b"", True)])
+        )
+        node2._signal()
+        await trio.sleep(0)
+        await wait_until(lambda: not node2._inbound, 1)
+        assert not node2.is_quiesced(1)
+        assert node2.status(1).hard_state.term == term
