@@ -12,6 +12,7 @@ queue a request on the replica and wait for its outcome.
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
 from os import PathLike
@@ -1064,13 +1065,13 @@ def _open_engine(data_dir: str | PathLike[str] | None) -> LogEngine:
 
         return MemoryLogEngine()
     try:
-        from storage.engine import DurableLogEngine  # type: ignore[import-not-found,unused-ignore]
+        from storage.engine import DurableLogEngine
     except ImportError as exc:
         raise RuntimeError(
             "open_node(data_dir=...) needs the durable log engine (storage.engine), "
             "which is not available in this build"
         ) from exc
-    engine: LogEngine = DurableLogEngine.open(data_dir)
+    engine: LogEngine = DurableLogEngine.open(os.fspath(data_dir))
     return engine
 
 
