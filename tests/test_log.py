@@ -5,7 +5,11 @@ from __future__ import annotations
 import pytest
 
 from log_fixtures import ents, run, snapshot_at
-from multiraft.raft.errors import CompactedError, UnavailableError
+from multiraft.raft.errors import (
+    CompactedError,
+    SnapshotTemporarilyUnavailableError,
+    UnavailableError,
+)
 from multiraft.raft.log import RaftLog, limit_size
 from multiraft.raft.storage import NO_LIMIT
 from multiraft.raft.types import Entry
@@ -405,7 +409,9 @@ def test_log_still_works_after_storage_compacts_under_it() -> None:
     assert (len(unstable), unstable[0].index) == (250, 751)
     assert log.append([Entry(term=1001, index=1001)]) == 1001
     assert log.entries(1001) == [Entry(term=1001, index=1001)]
-    assert log.term(498) == 0  # before the dummy entry
+    with pytest.raises(CompactedError):
+        log.term(498)  # before the dummy entry
+    assert log.zero_term_on_compacted(498) == 0
     with pytest.raises(CompactedError):
         log.slice(499, 501)
 
@@ -429,17 +435,28 @@ def test_all_entries_shrink_with_each_compaction(
 # -- terms -----------------------------------------------------------------------------
 
 
-def test_term_is_zero_outside_the_dummy_to_last_range() -> None:
+def test_term_raises_outside_the_dummy_to_last_range() -> None:
     log = RaftLog(storage_with(100, 1, []))
     for i in range(1, 100):
         log.append([Entry(term=i, index=100 + i)])
-    assert [log.term(i) for i in (99, 100, 150, 199, 200)] == [0, 1, 50, 99, 0]
+    assert [log.term(i) for i in (100, 150, 199)] == [1, 50, 99]
+    with pytest.raises(CompactedError):
+        log.term(99)
+    with pytest.raises(UnavailableError):
+        log.term(200)
+    assert [log.zero_term_on_compacted(i) for i in (99, 200)] == [0, 0]
+    # An append claiming to follow an entry we do not have must not match.
+    assert not log.match_term(200, 0)
+    assert log.maybe_append(10**15, 0, 10**15, []) is None
 
 
 def test_term_with_an_unstable_snapshot_ahead_of_storage() -> None:
     log = RaftLog(storage_with(100, 1, []))
     log.restore(snapshot_at(105, 1))
-    assert [log.term(i) for i in (100, 101, 104, 105)] == [0, 0, 0, 1]
+    assert log.term(105) == 1
+    for i in (100, 101, 104):
+        with pytest.raises(CompactedError):
+            log.term(i)
     assert (log.first_index(), log.last_index(), log.committed) == (106, 105, 105)
 
 
@@ -471,7 +488,7 @@ def test_term_passes_storage_errors_through_and_helpers_absorb_them() -> None:
 def test_zero_term_on_compacted_treats_other_storage_errors_as_bugs() -> None:
     class BrokenStorage(MemoryStorage):
         def term(self, i: int) -> int:
-            raise UnavailableError("disk gone")
+            raise SnapshotTemporarilyUnavailableError("not an out-of-bounds error")
 
     s = BrokenStorage()
     s.append(run(1, 2, 1))

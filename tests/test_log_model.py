@@ -13,7 +13,7 @@ from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
-from multiraft.raft.errors import CompactedError
+from multiraft.raft.errors import CompactedError, UnavailableError
 from multiraft.raft.log import RaftLog, limit_size
 from multiraft.raft.types import Entry
 from storage import MemoryStorage
@@ -134,9 +134,15 @@ class RaftLogMachine(RuleBasedStateMachine):
         dummy_term = model[self.compacted - 1].term if self.compacted else 0
         assert log.term(self.compacted) == dummy_term
         assert log.last_term() == (model[-1].term if model else dummy_term)
-        assert log.term(last + 1) == 0
+        assert log.zero_term_on_compacted(last + 1) == 0
+        try:
+            log.term(last + 1)
+        except UnavailableError:
+            pass
+        else:
+            raise AssertionError("term past the last index must raise UnavailableError")
         if self.compacted >= 1:
-            assert log.term(self.compacted - 1) == 0
+            assert log.zero_term_on_compacted(self.compacted - 1) == 0
             try:
                 log.slice(self.compacted, last + 1)
             except CompactedError:

@@ -205,22 +205,28 @@ class RaftLog:
             raise AssertionError(f"unexpected error when getting the last term ({err!r})") from err
 
     def term(self, i: int) -> int:
-        """Term of entry ``i``; 0 outside ``[first_index() - 1, last_index()]``.
+        """Term of entry ``i``, valid for ``first_index() - 1 <= i <= last_index()``.
 
-        Raises ``CompactedError``/``UnavailableError`` when storage cannot answer.
+        Raises ``CompactedError`` below that range and ``UnavailableError`` above it
+        (an append claiming to follow an entry we do not have must not match), and
+        passes on storage errors.
         """
-        if i < self.first_index() - 1 or i > self.last_index():
-            return 0
+        # The unstable tail answers most lookups (the leader reading what it just
+        # appended), so it is checked before computing the valid range.
         t = self.unstable.maybe_term(i)
         if t is not None:
             return t
+        if i < self.first_index() - 1:
+            raise CompactedError(f"entry {i} is compacted (first index {self.first_index()})")
+        if i > self.last_index():
+            raise UnavailableError(f"entry {i} is past the last index {self.last_index()}")
         return self.storage.term(i)
 
     def zero_term_on_compacted(self, i: int) -> int:
-        """Term of entry ``i``, or 0 when storage has compacted it away."""
+        """Term of entry ``i``, or 0 when it is out of the log's bounds."""
         try:
             return self.term(i)
-        except CompactedError:
+        except (CompactedError, UnavailableError):
             return 0
         except StorageError as err:
             raise AssertionError(f"unexpected error ({err!r})") from err

@@ -714,7 +714,9 @@ class Raft:
                 self.send_append(m.from_)
             return
         old_paused = pr.is_paused()
-        if not pr.maybe_update(m.index):
+        # An answer at the current match still counts for a probed follower: it is
+        # reachable and holds everything up to there, so it can replicate again.
+        if not pr.maybe_update(m.index) and not (pr.match == m.index and pr.state == _PROBE):
             return
         if pr.state == _PROBE:
             pr.become_replicate()
@@ -744,7 +746,9 @@ class Raft:
         # likely stuck on lost messages; free one slot so replication can move.
         if pr.state == _REPLICATE and pr.inflights.full():
             pr.inflights.free_first_one()
-        if pr.match < self.raft_log.last_index():
+        # A follower in PROBE gets an append even when it is caught up (for example
+        # after report_unreachable): its answer moves it back to REPLICATE.
+        if pr.match < self.raft_log.last_index() or pr.state == _PROBE:
             self.send_append(m.from_)
         if self.read_only.option != ReadOnlyOption.SAFE or not m.context:
             return
@@ -883,7 +887,19 @@ class Raft:
         )
 
     def _handle_heartbeat(self, m: Message) -> None:
-        self.raft_log.commit_to(m.commit)
+        log = self.raft_log
+        if m.commit > log.last_index():
+            # A leader only sends min(match, committed), which we hold. Anything else
+            # is a broken or hostile peer: answer, but do not commit what we lack.
+            self.logger.error(
+                "%x ignoring heartbeat commit %d past last index %d from %x",
+                self.id,
+                m.commit,
+                log.last_index(),
+                m.from_,
+            )
+        else:
+            log.commit_to(m.commit)
         self._send(Message(type=_MT.HEARTBEAT_RESP, to=m.from_, context=m.context))
 
     def _handle_snapshot(self, m: Message) -> None:
