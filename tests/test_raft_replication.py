@@ -349,3 +349,21 @@ def test_leader_repairs_followers_through_the_network_with_a_down_member() -> No
     assert (lead.state, lead.term) == (LEADER, 7)
     assert terms_of(follower) == [1, 1, 1, 4, 4, 5, 5, 6, 6, 6, 7]
     assert follower.raft_log.committed == 11
+
+
+def test_caught_up_follower_in_probe_is_probed_on_heartbeat_response() -> None:
+    # After report_unreachable a fully caught-up follower is in PROBE with nothing
+    # left to send; the heartbeat response must still trigger an (empty) append so
+    # its answer moves it back to REPLICATE.
+    r = new_test_raft(1, peers=[1, 2])
+    elect(r)
+    r.step(Message(type=MT.APP_RESP, from_=2, to=1, term=1, index=1))
+    pr = r.trk.progress[2]
+    assert (pr.state, pr.match) == (ProgressState.REPLICATE, 1)
+    r.step(Message(type=MT.UNREACHABLE, from_=2, to=1))
+    assert pr.state == ProgressState.PROBE
+    r.read_messages()
+    r.step(Message(type=MT.HEARTBEAT_RESP, from_=2, to=1, term=1))
+    assert [(m.type, m.to, m.index, m.entries) for m in r.read_messages()] == [(MT.APP, 2, 1, ())]
+    r.step(Message(type=MT.APP_RESP, from_=2, to=1, term=1, index=1))
+    assert (pr.state, pr.match, pr.next) == (ProgressState.REPLICATE, 1, 2)
