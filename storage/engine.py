@@ -41,7 +41,7 @@ import time
 from collections.abc import Sequence
 
 from multiraft.ports import WriteBatch
-from multiraft.raft.types import Entry
+from multiraft.raft.types import Entry, HardState
 from storage.errors import (
     CorruptionError,
     EngineClosedError,
@@ -72,6 +72,9 @@ from storage.records import (
 from storage.recovery import OpenSegment, recover, segment_name
 
 __all__ = ["DurableLogEngine"]
+
+#: A plain append: group, entries, payload offset and length, hard state.
+_Append = tuple[GroupLog, Sequence[Entry], int, int, HardState | None]
 
 #: Bytes allocated ahead of the write offset when preallocating.
 _PREALLOCATE_STEP = 4 << 20
@@ -112,6 +115,9 @@ class DurableLogEngine:
         self._gc_ratio = gc_ratio
         self._groups: dict[int, GroupLog] = {}
         self._registered: set[int] = set()
+        # Registered in memory, not yet in the metadata (see write()).
+        self._unsaved_registry: set[int] = set()
+        self._tombstones: set[int] = set()
         self._segments: dict[int, OpenSegment] = {}
         self._active: OpenSegment | None = None
         self._write_seqno = 0
@@ -213,6 +219,7 @@ class DurableLogEngine:
             live |= set(unregistered)
         self._groups = groups
         self._registered = live
+        self._tombstones = removed - live
         known = meta.known_corruption()
         everyone = sorted(live | set(groups))
         for ev in result.events:
@@ -278,27 +285,67 @@ class DurableLogEngine:
                 return
             builder = BatchBuilder()
             planned: list[tuple[GroupPlan, list[tuple[int, int, int]], GroupLog]] = []
+            appends: list[_Append] = []
             groups = self._groups
             seen: set[int] = set()
+            add = builder.add
             for gw in batch.groups:
                 gid = gw.group_id
                 if gid in seen:
                     raise ValueError(f"group {gid} appears twice in one write batch")
                 seen.add(gid)
                 g = groups.get(gid)
+                ents = gw.entries
+                if (
+                    g is not None
+                    and ents
+                    and ents[0].index == g.dummy_index + len(g.terms) + 1
+                    and gw.snapshot is None
+                    and gw.conf_state is None
+                    and gw.created_snapshot is None
+                    and not gw.compact_to
+                    and ents[-1].index == ents[0].index + len(ents) - 1
+                ):
+                    # The common case (entries right after the last one, perhaps
+                    # a hard state): no plan needed.
+                    payload = entries_payload(ents)
+                    hs = gw.hard_state
+                    appends.append(
+                        (g, ents, add(RecordType.ENTRIES, gid, payload), len(payload), hs)
+                    )
+                    if hs is not None:
+                        add(RecordType.HARD_STATE, gid, hard_state_payload(hs))
+                    continue
                 if g is None:
                     g = GroupLog(gid, self)
                 plan = plan_group_write(gw, g)
-                planned.append((plan, _encode_plan(plan, builder), g))
+                recs = _encode_plan(plan, builder)
+                if not recs and gid not in self._registered:
+                    # The log itself must show that the group exists.
+                    plan.hard_state = g.hard_state
+                    recs = _encode_plan(plan, builder)
+                planned.append((plan, recs, g))
             new = [gid for gid in seen if gid not in self._registered]
-            if new:
+            # A new group is registered in the metadata lazily (its records in the
+            # log prove it exists; opening reconciles). A removed group coming back
+            # must lose its tombstone first, or a restart would drop it again.
+            revived = [gid for gid in new if gid in self._tombstones]
+            if revived:
                 try:
-                    self._meta.register(new)
+                    self._meta.register(revived)
                 except BaseException as exc:
                     raise self._fail(exc) from exc
+                self._tombstones.difference_update(revived)
             seq, base = self._commit(builder)
             repaired = []
             with self.lock:
+                for g, appended, off, plen, hs in appends:
+                    e0 = appended[0]
+                    terms = [e0.term] if len(appended) == 1 else [e.term for e in appended]
+                    g.append(e0.index, terms, appended, (seq, base + off, plen))
+                    if hs is not None:
+                        g.hard_state = hs
+                        g.hs_seg = seq
                 for plan, recs, g in planned:
                     gid = plan.group_id
                     current = groups.get(gid)
@@ -308,6 +355,7 @@ class DurableLogEngine:
                     if plan.snapshot is not None and gid in self._corrupt:
                         repaired.append(gid)
                 self._registered.update(new)
+                self._unsaved_registry.update(new)
                 for gid in repaired:
                     del self._corrupt[gid]
                     del self._corrupt_pins[gid]
@@ -332,11 +380,13 @@ class DurableLogEngine:
                 self._meta.tombstone([group_id])
             except BaseException as exc:
                 raise self._fail(exc) from exc
+            self._tombstones.add(group_id)
             with self.lock:
                 g = self._groups.pop(group_id, None)
                 if g is not None:
                     g.clear()
                 self._registered.discard(group_id)
+                self._unsaved_registry.discard(group_id)
                 self._corrupt.pop(group_id, None)
                 self._corrupt_pins.pop(group_id, None)
 
@@ -348,6 +398,8 @@ class DurableLogEngine:
         with self._writer_lock:
             if self._closed:
                 return
+            if self._failed is None:
+                self._save_registry()
             self._release()
 
     def _release(self) -> None:
@@ -484,7 +536,17 @@ class DurableLogEngine:
 
     # -- garbage collection ------------------------------------------------------------
 
+    def _save_registry(self) -> None:
+        if not self._unsaved_registry:
+            return
+        try:
+            self._meta.register(sorted(self._unsaved_registry))
+        except BaseException as exc:
+            raise self._fail(exc) from exc
+        self._unsaved_registry.clear()
+
     def _collect_locked(self) -> int:
+        self._save_registry()
         self._rotated_since_gc = False
         self._in_gc = True
         try:

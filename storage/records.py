@@ -225,6 +225,7 @@ class ParsedBatch:
 
     __slots__ = (
         "bad_groups",
+        "bad_offset",
         "end",
         "header_ok",
         "ok",
@@ -243,11 +244,14 @@ class ParsedBatch:
         self.bad_groups: set[int] = set()
         self.unknown = False
         self.reason = ""
+        #: Where the first damage is (the batch itself when its header is bad).
+        self.bad_offset = 0
 
 
 def parse_batch(buf: bytes | memoryview, off: int, segment_seq: int) -> ParsedBatch:
     """Check and split the batch at ``off`` (see :class:`ParsedBatch`)."""
     out = ParsedBatch()
+    out.bad_offset = off
     size = len(buf)
     if off + BATCH_HEADER > size:
         out.reason = "short batch header"
@@ -277,23 +281,27 @@ def parse_batch(buf: bytes | memoryview, off: int, segment_seq: int) -> ParsedBa
     for _ in range(count):
         if pos + RECORD_HEADER > end:
             out.reason = "record header runs past the end of its batch"
+            out.bad_offset = pos
             out.unknown = True
             return out
         pcrc, rhcrc, plen, rtype, group = unpack(buf, pos)
         if crc32(buf[pos + 8 : pos + RECORD_HEADER], pcrc) != rhcrc or rtype > _MAX_TYPE:
             out.reason = f"bad record header checksum at offset {pos}"
+            out.bad_offset = pos
             out.unknown = True
             return out
         pstart = pos + RECORD_HEADER
         pend = pstart + plen
         if pend > end:
             out.reason = f"record at offset {pos} runs past the end of its batch"
+            out.bad_offset = pos
             out.unknown = True
             return out
         if crc32(buf[pstart:pend]) != pcrc:
             out.bad_groups.add(group)
             if not out.reason:
                 out.reason = f"bad record checksum at offset {pos} (group {group})"
+                out.bad_offset = pos
         else:
             records.append((rtype, group, pstart, plen))
         pos = pend + (-plen & 7)

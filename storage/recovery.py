@@ -190,7 +190,7 @@ def _scan_segment(
             return off  # the torn tail of a crash
         all_groups = not pb.header_ok or pb.unknown
         reason = pb.reason or "batch runs past the segment end"
-        replay.event(seq, off, reason, None if all_groups else pb.bad_groups)
+        replay.event(seq, pb.bad_offset, reason, None if all_groups else pb.bad_groups)
         if pb.header_ok:
             replay.apply_batch(data, seq, pb.records)
         if pb.header_ok and not pb.unknown and pb.end <= limit:
@@ -275,13 +275,15 @@ class _ReplayLog:
         self.base_seg = seq
 
     def install(self, g: GroupLog) -> bool:
-        """Move the entries into ``g``; false if they do not run on from the dummy entry."""
+        """Move the entries into ``g``, up to the first gap; false if there is one."""
         expect = self.dummy_index + 1
         terms: list[int] = []
         runs = []
+        whole = True
         for first, piece_terms, rec_first, (seq, poff, plen) in self.pieces:
             if first != expect:
-                return False
+                whole = False
+                break
             terms.extend(piece_terms)
             expect = first + len(piece_terms)
             runs.append((rec_first, expect - 1, seq, poff, plen))
@@ -290,7 +292,7 @@ class _ReplayLog:
         g.base_seg = self.base_seg
         g.terms = terms
         g.runs = runs
-        return True
+        return whole
 
 
 class _Replayer:
@@ -378,8 +380,14 @@ class _Replayer:
         return True
 
     def finish(self) -> None:
+        damaged: set[int] = set()
+        everyone = False
+        for ev in self._result.events:
+            damaged |= ev.groups
+            everyone = everyone or ev.all_groups
         for gid, g in self._result.groups.items():
             log = self._logs[gid]
-            if not log.install(g):
+            # A gap after damage already reported is its consequence, not news.
+            if not log.install(g) and not everyone and gid not in damaged:
                 seq = log.pieces[0][3][0] if log.pieces else 0
                 self.event(seq, 0, f"entries of group {gid} are missing", {gid})
