@@ -15,7 +15,8 @@ from raft_scenarios import entry_indexes, leader_of, peer_msg, propose
 
 MT = MessageType
 
-#: 84 bytes of data: each entry weighs exactly 100 bytes (data + 16 of overhead).
+#: 84 bytes of data: each entry weighs exactly 100 bytes (data + 16 of overhead) against
+#: max_size_per_msg, and 84 payload bytes in the in-flight byte window (as etcd counts).
 DATA_100 = b"d" * 84
 
 
@@ -65,9 +66,9 @@ def test_replicate_fills_window_to_max_inflight_msgs_then_stops() -> None:
 
 
 def test_replicate_stops_sending_once_inflight_bytes_reach_max_inflight_bytes() -> None:
-    r = replicating_leader(max_size_per_msg=100, max_inflight_bytes=300)
+    r = replicating_leader(max_size_per_msg=100, max_inflight_bytes=252)
     pr = r.trk.progress[2]
-    for index, in_flight in ((2, 100), (3, 200), (4, 300)):
+    for index, in_flight in ((2, 84), (3, 168), (4, 252)):
         assert not pr.inflights.full()
         propose(r, DATA_100)
         assert appends_to_2(r) == [[index]]
@@ -77,20 +78,20 @@ def test_replicate_stops_sending_once_inflight_bytes_reach_max_inflight_bytes() 
     propose(r, DATA_100)
     propose(r, DATA_100)
     assert r.read_messages() == []
-    assert pr.inflights.bytes() == 300
+    assert pr.inflights.bytes() == 252
     assert pr.next == 5
 
 
 def test_append_response_frees_bytes_and_the_freed_room_is_refilled() -> None:
-    r = replicating_leader(max_size_per_msg=100, max_inflight_bytes=300)
+    r = replicating_leader(max_size_per_msg=100, max_inflight_bytes=252)
     pr = r.trk.progress[2]
     propose_and_send(r, 5, DATA_100)
-    assert (pr.inflights.bytes(), pr.next) == (300, 5)
+    assert (pr.inflights.bytes(), pr.next) == (252, 5)
     r.step(peer_msg(MT.APP_RESP, 2, 1, 1, index=2))
-    # 100 bytes freed: exactly one more 100-byte entry (5) fits, 6 waits.
+    # 84 payload bytes freed: exactly one more such entry (5) fits, 6 waits.
     msgs = r.read_messages()
     assert [(m.index, entry_indexes(m), m.commit) for m in msgs] == [(4, [5], 2)]
-    assert (pr.inflights.bytes(), pr.inflights.count(), pr.next) == (300, 3, 6)
+    assert (pr.inflights.bytes(), pr.inflights.count(), pr.next) == (252, 3, 6)
 
 
 def test_append_response_frees_every_slot_up_to_its_index() -> None:

@@ -278,8 +278,8 @@ class Members:
     def raft(self, pid: int) -> Raft:
         return self.net.raft(pid)
 
-    def send(self, m: Message) -> None:
-        self.net.send(m)
+    def send(self, *msgs: Message) -> None:
+        self.net.send(*msgs)
 
     def apply_all(self) -> None:
         """Every member persists, applies what is committed (conf changes too) and advances."""
@@ -336,10 +336,15 @@ def test_joint_auto_leader_appends_the_leave_entry_once_joint_is_applied() -> No
     assert (leave.index, leave.term, leave.type) == (3, 1, EntryType.CONF_CHANGE_V2)
     assert ConfChangeV2.from_bytes(leave.data) == ConfChangeV2()
     assert leader.pending_conf_index == 3
-    # As in etcd 3.4 the entry is appended, not proposed: it goes out with the next
-    # heartbeat round (followers answering behind the leader's last index).
-    assert leader.read_messages() == []
-    members.send(Message(type=MT.BEAT, from_=1, to=1))
+    # As in current etcd the leave entry is proposed: it is broadcast at once to every
+    # member of both halves of the joint configuration.
+    out = leader.read_messages()
+    assert [(m.type, m.to, m.index, [e.index for e in m.entries]) for m in out] == [
+        (MT.APP, 2, 2, [3]),
+        (MT.APP, 3, 2, [3]),
+        (MT.APP, 4, 2, [3]),
+    ]
+    members.send(*out)
     assert leader.raft_log.committed == 3
     assert all(members.raft(pid).raft_log.last_index() == 3 for pid in (2, 3, 4))
     members.apply_all()
@@ -358,7 +363,7 @@ def test_joint_implicit_enters_joint_for_a_single_change_and_leaves_on_its_own()
         voters=(1, 2, 3, 4), voters_outgoing=(1, 2, 3), auto_leave=True
     )
     assert last_entry(leader).type == EntryType.CONF_CHANGE_V2
-    members.send(Message(type=MT.BEAT, from_=1, to=1))
+    members.send(*leader.read_messages())
     members.apply_all()
     assert all(members.conf[pid] == ConfState(voters=(1, 2, 3, 4)) for pid in (1, 2, 3, 4))
     assert leader.raft_log.committed == 3

@@ -245,7 +245,8 @@ class Raft:
         if ents:
             n = len(ents)
             if pr.state == _REPLICATE:
-                pr.sent_entries(n, sum(e.size() for e in ents))
+                # The byte window counts payloads only, as etcd does.
+                pr.sent_entries(n, _payload_size(ents))
             else:
                 pr.sent_entries(n, 0)
         elif pr.state == _PROBE:
@@ -1034,19 +1035,22 @@ class Raft:
 
     def advance_applied(self, applied: int) -> None:
         """Record that entries up to ``applied`` were applied; leave a joint config if due."""
-        old_applied = self.raft_log.applied
         self.raft_log.applied_to(applied)
         if (
             self.trk.config.auto_leave
-            and old_applied <= self.pending_conf_index <= applied
+            and applied >= self.pending_conf_index
             and self.state == _LEADER
         ):
-            # The joint configuration we entered is applied; propose leaving it. The
-            # entry is appended directly: it must not be refused as a proposal would.
+            # The joint configuration we entered is applied: propose leaving it, like
+            # any proposal (appended and broadcast at once). Its empty change cannot
+            # hit the size budget; a transfer in progress can refuse it, and then the
+            # next applied index tries again.
             leave = Entry(0, 0, EntryType.CONF_CHANGE_V2, ConfChangeV2().to_bytes())
-            if not self.append_entry([leave]):
-                raise AssertionError("refused the entry that leaves the joint configuration")
-            self.pending_conf_index = self.raft_log.last_index()
+            try:
+                self.step(Message(type=_MT.PROP, from_=self.id, entries=(leave,)))
+            except ProposalDroppedError as exc:
+                self.logger.debug("%x not leaving the joint configuration yet: %s", self.id, exc)
+                return
             self.logger.info(
                 "%x initiating automatic transition out of joint configuration", self.id
             )
