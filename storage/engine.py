@@ -62,8 +62,10 @@ from storage.records import (
     conf_state_payload,
     encode_record,
     entries_payload,
+    entry_set_payload,
     group_reset_payload,
     hard_state_payload,
+    hard_state_set_payload,
     segment_start_payload,
     snapshot_payload,
     truncate_payload,
@@ -73,8 +75,10 @@ from storage.recovery import OpenSegment, recover, segment_name
 
 __all__ = ["DurableLogEngine"]
 
-#: A plain append: group, entries, payload offset and length, hard state.
-_Append = tuple[GroupLog, Sequence[Entry], int, int, HardState | None]
+#: A plain append of several entries: group, entries, payload offset and length.
+_Append = tuple[GroupLog, Sequence[Entry], int, int]
+#: Groups per ``ENTRY_SET``/``HARD_STATE_SET`` record: damage to one names at most these.
+_SET_CHUNK = 256
 
 #: Bytes allocated ahead of the write offset when preallocating.
 _PREALLOCATE_STEP = 4 << 20
@@ -286,6 +290,12 @@ class DurableLogEngine:
             builder = BatchBuilder()
             planned: list[tuple[GroupPlan, list[tuple[int, int, int]], GroupLog]] = []
             appends: list[_Append] = []
+            one_logs: list[GroupLog] = []
+            one_ids: list[int] = []
+            one_ents: list[Entry] = []
+            hs_logs: list[GroupLog] = []
+            hs_ids: list[int] = []
+            hs_vals: list[HardState] = []
             groups = self._groups
             seen: set[int] = set()
             add = builder.add
@@ -307,14 +317,22 @@ class DurableLogEngine:
                     and ents[-1].index == ents[0].index + len(ents) - 1
                 ):
                     # The common case (entries right after the last one, perhaps
-                    # a hard state): no plan needed.
-                    payload = entries_payload(ents)
+                    # a hard state): no plan needed. Single entries and hard states
+                    # of many groups go into set records, built column-wise below.
                     hs = gw.hard_state
-                    appends.append(
-                        (g, ents, add(RecordType.ENTRIES, gid, payload), len(payload), hs)
-                    )
                     if hs is not None:
-                        add(RecordType.HARD_STATE, gid, hard_state_payload(hs))
+                        hs_logs.append(g)
+                        hs_ids.append(gid)
+                        hs_vals.append(hs)
+                    if len(ents) == 1:
+                        one_logs.append(g)
+                        one_ids.append(gid)
+                        one_ents.append(ents[0])
+                    else:
+                        payload = entries_payload(ents)
+                        appends.append(
+                            (g, ents, add(RecordType.ENTRIES, gid, payload), len(payload))
+                        )
                     continue
                 if g is None:
                     g = GroupLog(gid, self)
@@ -325,6 +343,20 @@ class DurableLogEngine:
                     plan.hard_state = g.hard_state
                     recs = _encode_plan(plan, builder)
                 planned.append((plan, recs, g))
+            sets = []
+            for k in range(0, len(one_ids), _SET_CHUNK):
+                payload = entry_set_payload(
+                    one_ids[k : k + _SET_CHUNK], one_ents[k : k + _SET_CHUNK]
+                )
+                sets.append((k, add(RecordType.ENTRY_SET, 0, payload), len(payload)))
+            if len(hs_ids) == 1:
+                add(RecordType.HARD_STATE, hs_ids[0], hard_state_payload(hs_vals[0]))
+            else:
+                for k in range(0, len(hs_ids), _SET_CHUNK):
+                    payload = hard_state_set_payload(
+                        hs_ids[k : k + _SET_CHUNK], hs_vals[k : k + _SET_CHUNK]
+                    )
+                    add(RecordType.HARD_STATE_SET, 0, payload)
             new = [gid for gid in seen if gid not in self._registered]
             # A new group is registered in the metadata lazily (its records in the
             # log prove it exists; opening reconciles). A removed group coming back
@@ -339,13 +371,19 @@ class DurableLogEngine:
             seq, base = self._commit(builder)
             repaired = []
             with self.lock:
-                for g, appended, off, plen, hs in appends:
-                    e0 = appended[0]
-                    terms = [e0.term] if len(appended) == 1 else [e.term for e in appended]
-                    g.append(e0.index, terms, appended, (seq, base + off, plen))
-                    if hs is not None:
-                        g.hard_state = hs
-                        g.hs_seg = seq
+                for k, off, plen in sets:
+                    poff = base + off
+                    chunk = zip(
+                        one_logs[k : k + _SET_CHUNK], one_ents[k : k + _SET_CHUNK], strict=True
+                    )
+                    for slot, (g, e) in enumerate(chunk):
+                        g.append_one(e, seq, poff, plen, slot)
+                for g, appended, off, plen in appends:
+                    terms = [e.term for e in appended]
+                    g.append(appended[0].index, terms, appended, (seq, base + off, plen))
+                for g, hs in zip(hs_logs, hs_vals, strict=True):
+                    g.hard_state = hs
+                    g.hs_seg = seq
                 for plan, recs, g in planned:
                     gid = plan.group_id
                     current = groups.get(gid)

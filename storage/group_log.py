@@ -34,7 +34,7 @@ from multiraft.raft.types import (
     Snapshot,
     SnapshotMetadata,
 )
-from storage.records import decode_entries, decode_snapshot
+from storage.records import decode_entries, decode_entry_set_entry, decode_snapshot
 
 __all__ = ["NO_SEGMENT", "GroupLog", "Location", "LogReader", "Run"]
 
@@ -44,8 +44,9 @@ NO_SEGMENT = 1 << 62
 #: ``(segment seq, payload offset, payload length)`` of a record.
 Location = tuple[int, int, int]
 #: ``(first index of the record, last live index in it, segment seq, payload offset,
-#: payload length)`` of an ``ENTRIES`` record.
-Run = tuple[int, int, int, int, int]
+#: payload length, slot)`` of an ``ENTRIES`` record (slot -1) or of one entry of an
+#: ``ENTRY_SET`` record (its position in the set).
+Run = tuple[int, int, int, int, int, int]
 
 _run_first = itemgetter(0)
 
@@ -187,9 +188,14 @@ class GroupLog:
         i = lo
         disk_hi = min(hi, tail_lo)
         while i < disk_hi:
-            _, run_last, seq, poff, plen = runs[k]
+            _, run_last, seq, poff, plen, slot = runs[k]
             stop = min(disk_hi, run_last + 1)
-            got, sizes = decode_entries(self._reader.read_payload(seq, poff, plen), i, stop)
+            payload = self._reader.read_payload(seq, poff, plen)
+            if slot >= 0:
+                one = decode_entry_set_entry(payload, slot)
+                got, sizes = [one], [len(one.data) + 16]
+            else:
+                got, sizes = decode_entries(payload, i, stop)
             for e, sz in zip(got, sizes, strict=True):
                 size += sz
                 if size > max_size and out:
@@ -270,8 +276,8 @@ class GroupLog:
         k = bisect_right(runs, last_kept, key=_run_first)
         del runs[k:]
         if runs and runs[-1][1] > last_kept:
-            first, _, seq, poff, plen = runs[-1]
-            runs[-1] = (first, last_kept, seq, poff, plen)
+            first, _, seq, poff, plen, slot = runs[-1]
+            runs[-1] = (first, last_kept, seq, poff, plen, slot)
         tail = self.tail
         keep = last_kept - (old_last - len(tail))
         if keep <= 0:
@@ -285,7 +291,7 @@ class GroupLog:
         """Append entries ``first..`` (``first`` is right after the last entry)."""
         self.terms.extend(terms)
         n = len(terms)
-        self.runs.append((first, first + n - 1, loc[0], loc[1], loc[2]))
+        self.runs.append((first, first + n - 1, loc[0], loc[1], loc[2], -1))
         if entries is None:
             if self.tail:
                 self.tail = []
@@ -295,6 +301,17 @@ class GroupLog:
         cap = self._reader.tail_cache_entries
         if len(tail) > cap + (cap >> 1):
             del tail[: len(tail) - max(cap, n)]
+
+    def append_one(self, entry: Entry, seq: int, poff: int, plen: int, slot: int) -> None:
+        """Append one entry held at ``slot`` of an ``ENTRY_SET`` record (the hot path)."""
+        index = entry.index
+        self.terms.append(entry.term)
+        self.runs.append((index, index, seq, poff, plen, slot))
+        tail = self.tail
+        tail.append(entry)
+        cap = self._reader.tail_cache_entries
+        if len(tail) > cap + (cap >> 1):
+            del tail[: len(tail) - max(cap, 1)]
 
     def set_hard_state(self, hs: HardState, seq: int) -> None:
         """Record the hard state."""

@@ -33,9 +33,11 @@ from storage.records import (
     RecordType,
     decode_compact,
     decode_conf_state,
+    decode_entry_set,
     decode_entry_terms,
     decode_group_reset,
     decode_hard_state,
+    decode_hard_state_set,
     decode_segment_start,
     decode_snapshot_metadata,
     decode_truncate,
@@ -224,7 +226,7 @@ def _check_segment_start(
 class _ReplayLog:
     """A group's entries during replay: pieces that may have gaps until the end.
 
-    Each piece is ``[first live index, terms, record first index, location]``.
+    Each piece is ``(first live index, terms, record first index, location, slot)``.
     """
 
     __slots__ = ("base_seg", "dummy_index", "dummy_term", "pieces")
@@ -233,12 +235,12 @@ class _ReplayLog:
         self.dummy_index = 0
         self.dummy_term = 0
         self.base_seg = NO_SEGMENT
-        self.pieces: list[tuple[int, list[int], int, Location]] = []
+        self.pieces: list[tuple[int, list[int], int, Location, int]] = []
 
     def last(self) -> int:
         if not self.pieces:
             return self.dummy_index
-        first, terms, _, _ = self.pieces[-1]
+        first, terms, _, _, _ = self.pieces[-1]
         return first + len(terms) - 1
 
     def truncate_after(self, last_kept: int) -> None:
@@ -246,13 +248,13 @@ class _ReplayLog:
         while pieces and pieces[-1][0] > last_kept:
             pieces.pop()
         if pieces:
-            first, terms, rec_first, loc = pieces[-1]
+            first, terms, rec_first, loc, slot = pieces[-1]
             if first + len(terms) - 1 > last_kept:
-                pieces[-1] = (first, terms[: last_kept - first + 1], rec_first, loc)
+                pieces[-1] = (first, terms[: last_kept - first + 1], rec_first, loc, slot)
 
-    def append(self, first: int, terms: list[int], loc: Location) -> None:
+    def append(self, first: int, terms: list[int], loc: Location, slot: int) -> None:
         self.truncate_after(first - 1)
-        self.pieces.append((first, terms, first, loc))
+        self.pieces.append((first, terms, first, loc, slot))
 
     def compact(self, index: int, term: int, seq: int) -> bool:
         if index < self.dummy_index:
@@ -261,8 +263,8 @@ class _ReplayLog:
         while pieces and pieces[0][0] + len(pieces[0][1]) - 1 <= index:
             pieces.pop(0)
         if pieces and pieces[0][0] <= index:
-            first, terms, rec_first, loc = pieces[0]
-            pieces[0] = (index + 1, terms[index + 1 - first :], rec_first, loc)
+            first, terms, rec_first, loc, slot = pieces[0]
+            pieces[0] = (index + 1, terms[index + 1 - first :], rec_first, loc, slot)
         self.dummy_index = index
         self.dummy_term = term
         self.base_seg = seq
@@ -280,13 +282,13 @@ class _ReplayLog:
         terms: list[int] = []
         runs = []
         whole = True
-        for first, piece_terms, rec_first, (seq, poff, plen) in self.pieces:
+        for first, piece_terms, rec_first, (seq, poff, plen), slot in self.pieces:
             if first != expect:
                 whole = False
                 break
             terms.extend(piece_terms)
             expect = first + len(piece_terms)
-            runs.append((rec_first, expect - 1, seq, poff, plen))
+            runs.append((rec_first, expect - 1, seq, poff, plen, slot))
         g.dummy_index = self.dummy_index
         g.dummy_term = self.dummy_term
         g.base_seg = self.base_seg
@@ -332,6 +334,13 @@ class _Replayer:
         for rtype, gid, pstart, plen in records:
             if rtype == RecordType.SEGMENT_START:
                 continue
+            if rtype == RecordType.ENTRY_SET:
+                self._apply_entry_set(data, seq, pstart, plen)
+                continue
+            if rtype == RecordType.HARD_STATE_SET:
+                for member, hs in decode_hard_state_set(data, pstart):
+                    self._group(member)[0].set_hard_state(hs, seq)
+                continue
             if not self._apply(data, seq, rtype, gid, pstart, plen):
                 self.event(
                     seq,
@@ -339,6 +348,22 @@ class _Replayer:
                     f"record of type {rtype} does not fit the log of group {gid}",
                     {gid},
                 )
+
+    def _apply_entry_set(self, data: bytes, seq: int, pstart: int, plen: int) -> None:
+        loc = (seq, pstart, plen)
+        gids, indexes, terms = decode_entry_set(data, pstart)
+        for slot, gid in enumerate(gids):
+            log = self._group(gid)[1]
+            index = indexes[slot]
+            if index <= log.dummy_index:
+                self.event(
+                    seq,
+                    pstart - RECORD_HEADER,
+                    f"entry set does not fit the log of group {gid}",
+                    {gid},
+                )
+                continue
+            log.append(index, [terms[slot]], loc, slot)
 
     def _apply(self, data: bytes, seq: int, rtype: int, gid: int, pstart: int, plen: int) -> bool:
         if rtype == RecordType.REMOVE_GROUP:
@@ -354,7 +379,7 @@ class _Replayer:
             first, terms = decode_entry_terms(data, pstart)
             if first <= log.dummy_index:
                 return False
-            log.append(first, terms, loc)
+            log.append(first, terms, loc, -1)
         elif rtype == RecordType.TRUNCATE:
             log.truncate_after(decode_truncate(data, pstart))
         elif rtype == RecordType.HARD_STATE:

@@ -21,6 +21,7 @@ from storage.records import (
     BATCH_HEADER,
     RECORD_HEADER,
     RecordType,
+    decode_entry_set,
     decode_entry_terms,
     parse_batch,
 )
@@ -118,6 +119,30 @@ def test_flipped_payload_in_an_old_segment_flags_its_group_and_cuts_nothing(
         DurableLogEngine.open(path, segment_bytes=_SEGMENT, strict=True)
 
 
+def test_flipped_entry_of_a_set_record_flags_the_groups_of_that_set_only(
+    tmp_path: Path,
+) -> None:
+    path = str(tmp_path / "log")
+    _fill(path, 60)
+    # Batches after the first hold one entry per group in one ENTRY_SET record.
+    victim = next(r for r in _records(path, 2) if r[1] == RecordType.ENTRY_SET)
+    pstart, plen = victim[3], victim[4]
+    damaged = _flip(path, 2, pstart + plen - 3)
+    engine = DurableLogEngine.open(path, segment_bytes=_SEGMENT, gc_ratio=1e9)
+    try:
+        [err] = engine.corruption_found()
+        assert (err.segment, err.offset, err.groups, err.all_groups) == (
+            segment_name(2),
+            pstart - RECORD_HEADER,
+            (1, 2, 3, 4),
+            False,
+        )
+        assert sorted(engine.corrupted_groups()) == [1, 2, 3, 4]
+    finally:
+        engine.close()
+    assert _segment_bytes(path, 2) == damaged
+
+
 def test_damaged_batch_header_flags_every_group_and_reading_resumes_after_it(
     tmp_path: Path,
 ) -> None:
@@ -148,11 +173,14 @@ def _batch_entries(path: str, seq: int, batch_offset: int) -> dict[int, int]:
     fixed[batch_offset + 6] ^= 0x5A
     pb = parse_batch(bytes(fixed), batch_offset, seq)
     assert pb.ok
-    return {
-        group: decode_entry_terms(bytes(fixed), pstart)[0]
-        for rtype, group, pstart, _ in pb.records
-        if rtype == RecordType.ENTRIES
-    }
+    out = {}
+    for rtype, group, pstart, _ in pb.records:
+        if rtype == RecordType.ENTRIES:
+            out[group] = decode_entry_terms(bytes(fixed), pstart)[0]
+        elif rtype == RecordType.ENTRY_SET:
+            gids, indexes, _terms = decode_entry_set(bytes(fixed), pstart)
+            out.update(zip(gids, indexes, strict=True))
+    return out
 
 
 def test_an_incoming_snapshot_repairs_a_corrupt_group_for_good(tmp_path: Path) -> None:

@@ -64,6 +64,7 @@ def _run_child_until_killed(path: str, rng: random.Random) -> list[int]:
     time.sleep(rng.uniform(0.0, 0.25))
     child.send_signal(signal.SIGKILL)
     rest = child.stdout.read()
+    child.stdout.close()
     child.wait()
     acked = [int(x) for x in (first + rest).split()]
     assert acked, "the child acknowledged nothing"
