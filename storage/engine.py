@@ -33,7 +33,6 @@ the :class:`CorruptionError` instead.
 
 from __future__ import annotations
 
-import contextlib
 import fcntl
 import os
 import threading
@@ -54,24 +53,20 @@ from storage.group_log import GroupLog
 from storage.group_rules import GroupPlan, plan_group_write
 from storage.metadata import METADATA_FILE, Metadata
 from storage.records import (
-    BATCH_HEADER,
-    RECORD_HEADER,
     BatchBuilder,
     RecordType,
     compact_payload,
     conf_state_payload,
-    encode_record,
     entries_payload,
     entry_set_payload,
     group_reset_payload,
     hard_state_payload,
     hard_state_set_payload,
-    segment_start_payload,
     snapshot_payload,
     truncate_payload,
-    verified_payload,
 )
-from storage.recovery import OpenSegment, recover, segment_name
+from storage.recovery import recover, segment_name
+from storage.segments import SegmentLog
 
 __all__ = ["DurableLogEngine"]
 
@@ -80,8 +75,6 @@ _Append = tuple[GroupLog, Sequence[Entry], int, int]
 #: Groups per ``ENTRY_SET``/``HARD_STATE_SET`` record: damage to one names at most these.
 _SET_CHUNK = 256
 
-#: Bytes allocated ahead of the write offset when preallocating.
-_PREALLOCATE_STEP = 4 << 20
 #: Entries per record when garbage collection rewrites a group's log.
 _RELOCATE_CHUNK = 4096
 
@@ -122,9 +115,9 @@ class DurableLogEngine:
         # Registered in memory, not yet in the metadata (see write()).
         self._unsaved_registry: set[int] = set()
         self._tombstones: set[int] = set()
-        self._segments: dict[int, OpenSegment] = {}
-        self._active: OpenSegment | None = None
-        self._write_seqno = 0
+        self._log = SegmentLog(
+            files, self.lock, [], 0, segment_bytes=segment_bytes, preallocate=preallocate
+        )
         self._failed: BaseException | None = None
         self._closed = False
         self._corrupt: dict[int, CorruptionError] = {}
@@ -132,10 +125,6 @@ class DurableLogEngine:
         self._found: list[CorruptionError] = []
         self._in_gc = False
         self._rotated_since_gc = False
-        self.writes = 0
-        self.syncs = 0
-        self.dir_syncs = 0
-        self.bytes_written = 0
         self.segments_deleted = 0
         self.groups_relocated = 0
         self.reopen_seconds = 0.0
@@ -204,10 +193,14 @@ class DurableLogEngine:
         meta = self._meta
         result = recover(self._files, meta.first_live_segment, self._new_group)
         self.torn_tails = result.torn_tails
-        self._write_seqno = result.write_seqno
-        for seg in result.segments:
-            self._segments[seg.seq] = seg
-        self._active = result.segments[-1] if result.segments else None
+        self._log = SegmentLog(
+            self._files,
+            self.lock,
+            result.segments,
+            result.write_seqno,
+            segment_bytes=self._segment_bytes,
+            preallocate=self._preallocate,
+        )
         live = meta.live_groups()
         removed = meta.removed_groups()
         # Removal is logged before it is recorded in the metadata: finish it.
@@ -442,12 +435,7 @@ class DurableLogEngine:
 
     def _release(self) -> None:
         self._closed = True
-        with self.lock:
-            for seg in self._segments.values():
-                with contextlib.suppress(OSError):
-                    seg.file.close()
-            self._segments.clear()
-            self._active = None
+        self._log.close()
         self._meta.close()
         os.close(self._lock_fd)
 
@@ -472,15 +460,35 @@ class DurableLogEngine:
         self.check_usable()
         return self._meta.removed_groups()
 
+    @property
+    def writes(self) -> int:
+        """Durable log writes so far (each one batch)."""
+        return self._log.writes
+
+    @property
+    def syncs(self) -> int:
+        """``fdatasync`` calls on the log so far (equal to ``writes``)."""
+        return self._log.syncs
+
+    @property
+    def dir_syncs(self) -> int:
+        """Directory syncs so far (segment files created or deleted)."""
+        return self._log.dir_syncs
+
+    @property
+    def bytes_written(self) -> int:
+        """Log bytes written so far."""
+        return self._log.bytes_written
+
     def segment_seqs(self) -> list[int]:
         """Sequence numbers of the live segments, oldest first."""
         with self.lock:
-            return sorted(self._segments)
+            return self._log.seqs()
 
     def disk_bytes(self) -> int:
         """Bytes of log data in the live segments."""
         with self.lock:
-            return sum(seg.end for seg in self._segments.values())
+            return sum(self._log.sizes().values())
 
     def stats(self) -> dict[str, int]:
         """Counters and sizes."""
@@ -490,8 +498,8 @@ class DurableLogEngine:
                 "syncs": self.syncs,
                 "dir_syncs": self.dir_syncs,
                 "bytes_written": self.bytes_written,
-                "segments": len(self._segments),
-                "disk_bytes": sum(seg.end for seg in self._segments.values()),
+                "segments": len(self._log.seqs()),
+                "disk_bytes": sum(self._log.sizes().values()),
                 "segments_deleted": self.segments_deleted,
                 "groups_relocated": self.groups_relocated,
                 "groups": len(self._registered),
@@ -506,71 +514,19 @@ class DurableLogEngine:
 
     def read_payload(self, seq: int, offset: int, length: int) -> bytes:
         """A record's payload read from its segment, both checksums verified."""
-        seg = self._segments[seq]
-        raw = seg.file.pread(RECORD_HEADER + length, offset - RECORD_HEADER)
-        payload, group = verified_payload(raw, length)
-        if payload is not None:
-            return payload
-        raise CorruptionError(
-            segment_name(seq),
-            offset - RECORD_HEADER,
-            [group] if group >= 0 else [],
-            "record does not read back as written",
-        )
+        return self._log.read_payload(seq, offset, length)
 
     # -- writing -------------------------------------------------------------------
 
     def _commit(self, builder: BatchBuilder) -> tuple[int, int]:
         """Write one batch durably; returns its segment and the offset its body offsets add to."""
-        active = self._active
-        size = BATCH_HEADER + builder.size
-        rotate = active is None or (active.end + size > self._segment_bytes and active.end > 0)
-        if rotate:
-            prev_end = 0 if active is None else active.end
-            seq = 1 if active is None else active.seq + 1
-            lead = encode_record(RecordType.SEGMENT_START, 0, segment_start_payload(prev_end))
-            offset = 0
-        else:
-            assert active is not None
-            seq = active.seq
-            lead = b""
-            offset = active.end
-        self._write_seqno += 1
-        buf, shift = builder.finish(seq, self._write_seqno, lead)
         try:
-            end = offset + len(buf)
-            if rotate:
-                f = self._files.open(segment_name(seq), create=True)
-                allocated = 0
-            else:
-                assert active is not None
-                f = active.file
-                allocated = active.allocated
-            if self._preallocate and end > allocated:
-                # Allocate ahead in steps: fdatasync then rarely has a file size to
-                # flush, and reopening has few zero bytes to read past the data.
-                allocated = max(end, min(self._segment_bytes, end + _PREALLOCATE_STEP))
-                f.allocate(allocated)
-            f.pwrite(buf, offset)
-            f.sync()
-            if rotate:
-                self._files.sync_dir()
-                self.dir_syncs += 1
+            seq, base, rotated = self._log.append(builder)
         except BaseException as exc:
             raise self._fail(exc) from exc
-        self.writes += 1
-        self.syncs += 1
-        self.bytes_written += len(buf)
-        with self.lock:
-            if rotate:
-                seg = self._segments[seq] = OpenSegment(seq, f, end, allocated)
-                self._active = seg
-                self._rotated_since_gc = True
-            else:
-                assert active is not None
-                active.end = end
-                active.allocated = allocated
-        return seq, offset + shift
+        if rotated:
+            self._rotated_since_gc = True
+        return seq, base
 
     # -- garbage collection ------------------------------------------------------------
 
@@ -589,15 +545,15 @@ class DurableLogEngine:
         self._in_gc = True
         try:
             deleted = 0
-            for _ in range(len(self._segments) + 1):
-                active = self._active
-                if active is None:
+            for _ in range(len(self._log.seqs()) + 1):
+                active_seq = self._log.active_seq
+                if active_seq is None:
                     break
                 decision = decide_collection(
                     list(self._groups.values()),
                     self._corrupt_pins,
-                    {s: seg.end for s, seg in self._segments.items()},
-                    active.seq,
+                    self._log.sizes(),
+                    active_seq,
                     self._segment_bytes,
                     self._gc_ratio,
                 )
@@ -665,23 +621,16 @@ class DurableLogEngine:
         self.groups_relocated += len(planned)
 
     def _delete_below(self, horizon: int) -> int:
-        doomed = sorted(s for s in self._segments if s < horizon)
-        if not doomed:
+        if not any(seq < horizon for seq in self._log.seqs()):
             return 0
         try:
+            # Recorded first, so that a crash in between still ends in deletion.
             self._meta.first_live_segment = horizon
-            with self.lock:
-                files = [self._segments.pop(s).file for s in doomed]
-            for f in files:
-                f.close()
-            for s in doomed:
-                self._files.remove(segment_name(s))
-            self._files.sync_dir()
+            deleted = self._log.delete_below(horizon)
         except BaseException as exc:
             raise self._fail(exc) from exc
-        self.dir_syncs += 1
-        self.segments_deleted += len(doomed)
-        return len(doomed)
+        self.segments_deleted += deleted
+        return deleted
 
 
 def _encode_plan(plan: GroupPlan, builder: BatchBuilder) -> list[tuple[int, int, int]]:

@@ -248,7 +248,9 @@ class GroupLog:
 
     def live_bytes(self) -> int:
         """Bytes of the records this group still needs (an estimate for garbage collection)."""
-        n = sum(r[4] for r in self.runs) + 64
+        # An entry of a set record shares the record with other groups: count a
+        # share of it rather than the whole (the data size is not kept in memory).
+        n = sum(r[4] if r[5] < 0 else min(r[4], 256) for r in self.runs) + 64
         if self.snap_loc is not None:
             n += self.snap_loc[2]
         return n

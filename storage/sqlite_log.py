@@ -88,13 +88,11 @@ class SqliteLogEngine:
             self._check_open()
             if not batch.groups:
                 return
-            seen: set[int] = set()
-            plans = []
-            for gw in batch.groups:
-                if gw.group_id in seen:
-                    raise ValueError(f"group {gw.group_id} appears twice in one write batch")
-                seen.add(gw.group_id)
-                plans.append(plan_group_write(gw, SqliteGroupView(self, gw.group_id)))
+            ids = [gw.group_id for gw in batch.groups]
+            if len(set(ids)) != len(ids):
+                raise ValueError("a group appears twice in one write batch")
+            positions = self._positions(ids)
+            plans = [plan_group_write(gw, positions[gw.group_id]) for gw in batch.groups]
             db = self._db
             db.execute("BEGIN IMMEDIATE")
             try:
@@ -106,6 +104,26 @@ class SqliteLogEngine:
                 raise
             self.writes += 1
             self.syncs += 1
+
+    def _positions(self, ids: list[int]) -> dict[int, _Position]:
+        """Where each group's log stands, read with two queries for the whole batch."""
+        out = {gid: _Position(SqliteGroupView(self, gid), 0, 0, 0, 0) for gid in ids}
+        marks = ",".join("?" * len(ids))
+        for gid, dummy_index, dummy_term, meta in self._db.execute(
+            f"SELECT group_id, dummy_index, dummy_term, snap_meta FROM groups "
+            f"WHERE group_id IN ({marks})",
+            ids,
+        ):
+            p = out[gid]
+            p.dummy_index, p.dummy_term, p.last_index = dummy_index, dummy_term, dummy_index
+            if meta is not None:
+                p.snap_index = decode(bytes(meta), SnapshotMetadata).index
+        for gid, top in self._db.execute(
+            f"SELECT group_id, max(idx) FROM entries WHERE group_id IN ({marks}) GROUP BY group_id",
+            ids,
+        ):
+            out[gid].last_index = top
+        return out
 
     def _apply(self, plan: GroupPlan) -> None:
         db = self._db
@@ -172,6 +190,33 @@ class SqliteLogEngine:
         with self._lock:
             self._check_open()
             return self._db.execute(sql, args).fetchall()
+
+
+class _Position:
+    """A group's position before a write (``storage.group_rules.GroupPosition``)."""
+
+    __slots__ = ("dummy_index", "dummy_term", "last_index", "snap_index", "view")
+
+    def __init__(
+        self, view: SqliteGroupView, dummy_index: int, dummy_term: int, last: int, snap: int
+    ) -> None:
+        self.view = view
+        self.dummy_index = dummy_index
+        self.dummy_term = dummy_term
+        self.last_index = last
+        self.snap_index = snap
+
+    def snapshot_index(self) -> int:
+        return self.snap_index
+
+    def dummy(self) -> tuple[int, int]:
+        return self.dummy_index, self.dummy_term
+
+    def last(self) -> int:
+        return self.last_index
+
+    def stored_term(self, i: int) -> int:
+        return self.view.stored_term(i)
 
 
 class SqliteGroupView:
