@@ -342,3 +342,17 @@ def test_readers_on_another_thread_never_see_half_a_write(tmp_path: Path) -> Non
         reader.join()
         engine.close()
     assert problems == []
+
+
+def test_node_and_cluster_ids_live_in_the_metadata_across_restarts(tmp_path: Path) -> None:
+    engine = DurableLogEngine.open(str(tmp_path))
+    assert (engine.metadata.node_id, engine.metadata.cluster_id) == (None, None)
+    engine.metadata.node_id = 3
+    engine.metadata.cluster_id = "c-42"
+    engine.close()
+    engine = DurableLogEngine.open(str(tmp_path))
+    try:
+        assert (engine.metadata.node_id, engine.metadata.cluster_id) == (3, "c-42")
+        assert engine.metadata.format_version == 1
+    finally:
+        engine.close()
