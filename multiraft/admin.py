@@ -21,6 +21,8 @@ Operations (fields):
 * ``leaders`` (``groups``) -> ``[[group, leader or 0], ...]``
 * ``stats`` -> ``{"node": {...}, "transport": {...}, "cpu_seconds", "rss_bytes"}``
 * ``block`` / ``unblock`` (``nodes``): cut this node off from those peers, or heal.
+* ``load`` (``groups``, ``seconds``, ``outstanding``, ``value_size=100``, ``samples=0``): benchmark
+  load, ``outstanding`` puts in flight per group (see :mod:`multiraft.bench.load`).
 """
 
 from __future__ import annotations
@@ -119,6 +121,7 @@ class AdminServer:
             "stats": self._stats,
             "block": self._block,
             "unblock": self._unblock,
+            "load": self._load,
         }
 
     async def serve(self, listeners: list[trio.SocketListener]) -> None:
@@ -233,6 +236,18 @@ class AdminServer:
         for node_id in request["nodes"]:
             self.transport.unblock(int(node_id))
         return None
+
+    async def _load(self, request: Request) -> Any:
+        from multiraft.bench.load import run_load
+
+        return await run_load(
+            self.node,
+            [int(g) for g in request["groups"]],
+            float(request["seconds"]),
+            int(request["outstanding"]),
+            int(request.get("value_size", 100)),
+            int(request.get("samples", 0)),
+        )
 
 
 class AdminClient:

@@ -6,12 +6,6 @@ exits, whatever happened inside it.
 
 from __future__ import annotations
 
-import json
-import os
-import signal
-import socket
-import subprocess
-import sys
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -19,116 +13,10 @@ from typing import Any
 
 import trio
 
-from multiraft.admin import AdminClient, AdminError, open_admin_client
+from multiraft.admin import AdminError
+from multiraft.node_launcher import NodeProcess, free_ports
 
-__all__ = ["NodeProcess", "ProcessCluster", "free_ports", "process_cluster", "retry_call"]
-
-ROOT = Path(__file__).resolve().parent.parent
-
-
-def free_ports(n: int) -> list[int]:
-    """``n`` distinct ports that were free a moment ago on 127.0.0.1."""
-    sockets = []
-    try:
-        for _ in range(n):
-            s = socket.socket()
-            s.bind(("127.0.0.1", 0))
-            sockets.append(s)
-        return [s.getsockname()[1] for s in sockets]
-    finally:
-        for s in sockets:
-            s.close()
-
-
-class NodeProcess:
-    """One node process: its command line, its ready line, and its admin client."""
-
-    def __init__(self, args: list[str], log_path: Path, nursery: trio.Nursery) -> None:
-        self.args = args
-        self.log_path = log_path
-        self.process: trio.Process | None = None
-        self.ready: dict[str, Any] = {}
-        self.admin: AdminClient | None = None
-        self._nursery = nursery
-        self._admin_scope: trio.CancelScope | None = None
-
-    @property
-    def running(self) -> bool:
-        """Whether the process was started and has not exited."""
-        return self.process is not None and self.process.returncode is None
-
-    async def start(self, timeout: float = 20.0) -> None:
-        """Spawn the process and wait for its ready line; connect the admin client."""
-        env = dict(os.environ, PYTHONPATH=str(ROOT))
-        with open(self.log_path, "ab") as log_file:
-            self.process = await trio.lowlevel.open_process(
-                [sys.executable, "-m", "multiraft.cli", "node", *self.args],
-                stdout=subprocess.PIPE,
-                stderr=log_file,
-                env=env,
-                cwd=str(ROOT),
-            )
-        assert self.process.stdout is not None
-        line = b""
-        with trio.fail_after(timeout):
-            while not line.endswith(b"\n"):
-                chunk = await self.process.stdout.receive_some(4096)
-                if not chunk:
-                    raise AssertionError(f"node exited before it was ready:\n{self.log_text()}")
-                line += chunk
-        self.ready = json.loads(line.decode())
-        host, port = self.ready["admin"]
-        await self._nursery.start(self._admin_session, host, port)
-
-    async def _admin_session(
-        self, host: str, port: int, *, task_status: trio.TaskStatus[None]
-    ) -> None:
-        with trio.CancelScope() as scope:
-            self._admin_scope = scope
-            async with open_admin_client(host, port) as client:
-                self.admin = client
-                task_status.started()
-                await trio.sleep_forever()
-
-    async def _drop_admin(self) -> None:
-        self.admin = None
-        if self._admin_scope is not None:
-            self._admin_scope.cancel()
-            self._admin_scope = None
-        await trio.lowlevel.checkpoint()
-
-    async def kill(self) -> None:
-        """kill -9, and wait for it."""
-        await self._drop_admin()
-        if self.process is not None and self.process.returncode is None:
-            self.process.send_signal(signal.SIGKILL)
-            with trio.CancelScope(shield=True):
-                await self.process.wait()
-
-    async def terminate(self, timeout: float = 15.0) -> int:
-        """SIGTERM and wait for the exit code (killed if it overstays ``timeout``)."""
-        await self._drop_admin()
-        assert self.process is not None
-        self.process.send_signal(signal.SIGTERM)
-        with trio.move_on_after(timeout):
-            return await self.process.wait()
-        await self.kill()
-        raise AssertionError(f"node ignored SIGTERM for {timeout}s:\n{self.log_text()}")
-
-    async def wait_exit(self, timeout: float = 20.0) -> int:
-        """Wait for the process to exit on its own."""
-        assert self.process is not None
-        with trio.fail_after(timeout):
-            return await self.process.wait()
-
-    def log_text(self) -> str:
-        """What the process wrote on stderr so far."""
-        return self.log_path.read_text(errors="replace")
-
-    def call(self, op: str, **fields: Any) -> Any:
-        """Shortcut for ``self.admin.call`` (an awaitable)."""
-        assert self.admin is not None, "node not running"
-        return self.admin.call(op, **fields)
+__all__ = ["ProcessCluster", "process_cluster", "retry_call"]
 
 
 class ProcessCluster:

@@ -16,7 +16,8 @@ import trio
 import trustme
 
 from multiraft.admin import AdminError
-from tests.process_cluster import NodeProcess, ProcessCluster, process_cluster, retry_call
+from multiraft.node_launcher import NodeProcess
+from tests.process_cluster import ProcessCluster, process_cluster, retry_call
 
 GROUPS = list(range(1, 101))
 

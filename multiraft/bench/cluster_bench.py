@@ -1,0 +1,302 @@
+"""``multiraft bench cluster``: three node processes over TCP on loopback, against one process.
+
+Two setups run the same workload in the same invocation:
+
+* **loopback**: three ``multiraft node`` processes (durable engine, plain TCP on
+  127.0.0.1), driven through their admin ports; each node runs the load for the
+  groups it leads (:func:`multiraft.bench.load.run_load` behind the admin op
+  ``load``), so no client traffic competes with raft traffic;
+* **in-process**: three nodes in this process on the in-memory network, each with
+  its own durable engine, the same load generator called directly.
+
+Workloads: one group with many outstanding proposals, then N groups (1,000 by
+default) with a few outstanding proposals each. Reported per setup and workload:
+committed commands/s, p50/p99 commit latency, frames/s and bytes/s between nodes
+(loopback; the memory network moves objects, so it has frames only), CPU seconds
+per wall second per node (in-process: the one process hosting all three), and the
+loopback/in-process throughput ratio.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import tempfile
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import trio
+
+from multiraft.bench.load import percentile, run_load
+from multiraft.bench.report import BenchReport, machine_info
+
+__all__ = ["main"]
+
+NODES = (1, 2, 3)
+#: Latency samples each node returns at most (evenly spaced over its sorted samples).
+_SAMPLES = 20_000
+
+
+def _leader_for(group_id: int) -> int:
+    return group_id % 3 + 1
+
+
+def _summarize(
+    runs: list[dict[str, Any]], elapsed: float, before: dict[str, Any], after: dict[str, Any]
+) -> dict[str, Any]:
+    commits = sum(r["commits"] for r in runs)
+    samples = sorted(s for r in runs for s in r["samples_ms"])
+    out: dict[str, Any] = {
+        "commits": commits,
+        "errors": sum(r["errors"] for r in runs),
+        "seconds": round(elapsed, 3),
+        "commits_per_s": round(commits / elapsed),
+        "p50_ms": round(percentile(samples, 0.50), 3),
+        "p99_ms": round(percentile(samples, 0.99), 3),
+    }
+    for key in ("frames", "bytes"):
+        if key in before:
+            out[f"{key}_per_s"] = round((after[key] - before[key]) / elapsed)
+    out["cpu_per_wall"] = {
+        str(k): round((after["cpu"][k] - before["cpu"][k]) / elapsed, 3) for k in before["cpu"]
+    }
+    return out
+
+
+def _split_by_leader(groups: list[int], leader_of: dict[int, int]) -> dict[int, list[int]]:
+    by_leader: dict[int, list[int]] = {i: [] for i in NODES}
+    for g in groups:
+        by_leader[leader_of.get(g) or _leader_for(g)].append(g)
+    return by_leader
+
+
+async def _drive(
+    by_leader: dict[int, list[int]], run_one: Callable[[int, list[int]], Awaitable[Any]]
+) -> tuple[list[dict[str, Any]], float]:
+    """Run the load on every node at once; each node's result and the wall time."""
+    runs: list[dict[str, Any]] = []
+
+    async def drive(i: int) -> None:
+        if by_leader[i]:
+            runs.append(await run_one(i, by_leader[i]))
+
+    began = time.perf_counter()
+    async with trio.open_nursery() as nursery:
+        for i in NODES:
+            nursery.start_soon(drive, i)
+    return runs, time.perf_counter() - began
+
+
+# --------------------------------------------------------------- loopback
+
+
+async def _process_counters(nodes: dict[int, Any]) -> dict[str, Any]:
+    stats = {i: await nodes[i].call("stats") for i in NODES}
+    return {
+        "frames": sum(s["transport"]["frames_sent"] for s in stats.values()),
+        "bytes": sum(s["transport"]["bytes_sent"] for s in stats.values()),
+        "cpu": {i: s["cpu_seconds"] for i, s in stats.items()},
+    }
+
+
+async def _process_workload(
+    nodes: dict[int, Any], groups: list[int], seconds: float, outstanding: int
+) -> dict[str, Any]:
+    by_leader = _split_by_leader(groups, dict(await nodes[1].call("leaders", groups=groups)))
+
+    async def run_one(i: int, led: list[int]) -> Any:
+        return await nodes[i].call(
+            "load", groups=led, seconds=seconds, outstanding=outstanding, samples=_SAMPLES
+        )
+
+    before = await _process_counters(nodes)
+    runs, elapsed = await _drive(by_leader, run_one)
+    after = await _process_counters(nodes)
+    return _summarize(runs, elapsed, before, after)
+
+
+async def _await_leaders(ask: Any, groups: list[int], timeout: float) -> None:
+    with trio.fail_after(timeout):
+        while True:
+            leaders = await ask(groups)
+            if all(leader for _, leader in leaders):
+                return
+            await trio.sleep(0.1)
+
+
+async def _loopback(root: Path, opts: argparse.Namespace) -> dict[str, Any]:
+    from multiraft.node_launcher import NodeProcess, free_ports
+
+    ports = free_ports(3)
+    out: dict[str, Any] = {}
+    async with trio.open_nursery() as nursery:
+        nodes: dict[int, NodeProcess] = {}
+        for i in NODES:
+            args = [
+                "--id", str(i), "--listen", f"127.0.0.1:{ports[i - 1]}",
+                "--data-dir", str(root / f"proc{i}"), "--log-level", "WARNING",
+            ]  # fmt: skip
+            for j in NODES:
+                if j != i:
+                    args += ["--peer", f"{j}=127.0.0.1:{ports[j - 1]}"]
+            nodes[i] = NodeProcess(args, root / f"proc{i}.log", nursery)
+        try:
+            async with trio.open_nursery() as starting:
+                for node in nodes.values():
+                    starting.start_soon(node.start)
+            first = 1
+            for count, outstanding in opts.workloads:
+                groups = list(range(first, first + count))
+                first += count
+                for i in NODES:
+                    await nodes[i].call("create_groups", groups=groups, replicas=list(NODES))
+                for g in groups:
+                    await nodes[_leader_for(g)].call("campaign", group=g)
+
+                async def ask(gs: list[int]) -> Any:
+                    return await nodes[1].call("leaders", groups=gs)
+
+                await _await_leaders(ask, groups, 60)
+                row = await _process_workload(nodes, groups, opts.seconds, outstanding)
+                out[str(count)] = row
+                _print_row("loopback", count, outstanding, row)
+        finally:
+            with trio.CancelScope(shield=True):
+                for node in nodes.values():
+                    await node.kill()
+            nursery.cancel_scope.cancel()
+    return out
+
+
+# ------------------------------------------------------------- in-process
+
+
+async def _in_process_workload(
+    root: Path, count: int, outstanding: int, seconds: float
+) -> dict[str, Any]:
+    from contextlib import AsyncExitStack
+
+    from multiraft.config import NodeConfig
+    from multiraft.kv import KVStateMachine
+    from multiraft.node import open_node
+    from transport.memory import MemoryNetwork
+
+    net = MemoryNetwork()
+    groups = list(range(1, count + 1))
+    async with AsyncExitStack() as stack:
+        nodes = {
+            i: await stack.enter_async_context(
+                open_node(
+                    NodeConfig(i),
+                    transport=net.transport(i),
+                    data_dir=str(root / f"mem{count}-{i}"),
+                )
+            )
+            for i in NODES
+        }
+        for i in NODES:
+            for g in groups:
+                await nodes[i].create_group(g, list(NODES), state_machine=KVStateMachine())
+        for g in groups:
+            await nodes[_leader_for(g)].campaign(g)
+
+        async def ask(gs: list[int]) -> Any:
+            return [[g, nodes[1].leader_of(g) or 0] for g in gs]
+
+        await _await_leaders(ask, groups, 60)
+        by_leader = _split_by_leader(groups, dict(await ask(groups)))
+
+        async def run_one(i: int, led: list[int]) -> Any:
+            return await run_load(nodes[i], led, seconds, outstanding, samples=_SAMPLES)
+
+        before = {"frames": net.total_frames_sent(), "cpu": {"all": time.process_time()}}
+        runs, elapsed = await _drive(by_leader, run_one)
+        after = {"frames": net.total_frames_sent(), "cpu": {"all": time.process_time()}}
+    return _summarize(runs, elapsed, before, after)
+
+
+async def _in_process(root: Path, opts: argparse.Namespace) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for count, outstanding in opts.workloads:
+        row = await _in_process_workload(root, count, outstanding, opts.seconds)
+        out[str(count)] = row
+        _print_row("in-process", count, outstanding, row)
+    return out
+
+
+# ------------------------------------------------------------------ report
+
+
+def _print_row(setup: str, count: int, outstanding: int, row: dict[str, Any]) -> None:
+    traffic = ""
+    if "bytes_per_s" in row:
+        traffic = f", {row['frames_per_s']:,} frames/s, {row['bytes_per_s'] / 1e6:.1f} MB/s"
+    elif "frames_per_s" in row:
+        traffic = f", {row['frames_per_s']:,} frames/s"
+    cpu = " ".join(f"{k}:{v:.2f}" for k, v in row["cpu_per_wall"].items())
+    print(
+        f"{setup:>10} {count:>5} groups x {outstanding:>3} outstanding: "
+        f"{row['commits_per_s']:>7,} commits/s, p50 {row['p50_ms']:.1f} ms, "
+        f"p99 {row['p99_ms']:.1f} ms{traffic}; CPU/wall {cpu}",
+        flush=True,
+    )
+
+
+def _parse(argv: Sequence[str]) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="multiraft bench cluster", description=__doc__)
+    p.add_argument("--quick", action="store_true", help="short runs (2 s per workload)")
+    p.add_argument("--json", metavar="FILE", help="also write the figures as JSON")
+    p.add_argument("--seconds", type=float, help="load duration per workload")
+    p.add_argument("--groups", type=int, default=1_000, help="groups of the many-group run")
+    p.add_argument("--keep", action="store_true", help="keep the data directories")
+    opts = p.parse_args(list(argv))
+    if opts.seconds is None:
+        opts.seconds = 2.0 if opts.quick else 5.0
+    # (groups, outstanding proposals per group)
+    opts.workloads = [(1, 256), (opts.groups, 4)]
+    return opts
+
+
+async def _run(opts: argparse.Namespace, root: Path) -> dict[str, Any]:
+    results: dict[str, Any] = {"machine": machine_info(), "seconds": opts.seconds}
+    results["in_process"] = await _in_process(root, opts)
+    results["loopback"] = await _loopback(root, opts)
+    return results
+
+
+def main(argv: Sequence[str]) -> int:
+    """Run the benchmark; print the figures (and write JSON with ``--json``)."""
+    opts = _parse(argv)
+    random.seed(0)
+    report = BenchReport("cluster", "3 node processes over TCP loopback vs 3 nodes in-process")
+    info = machine_info()
+    print(
+        f"# multiraft bench cluster: {info['cpus']} CPUs, {info['implementation']} "
+        f"{info['python']}, {info['platform']}",
+        flush=True,
+    )
+    with tempfile.TemporaryDirectory(prefix="multiraft-bench-cluster-") as tmp:
+        root = Path(tmp)
+        results = trio.run(_run, opts, root)
+    for count, _ in opts.workloads:
+        loop, mem = results["loopback"][str(count)], results["in_process"][str(count)]
+        for setup, row in (("loopback", loop), ("in-process", mem)):
+            report.add(f"{setup} {count} groups commits", row["commits_per_s"], "commits/s")
+            report.add(f"{setup} {count} groups p50", row["p50_ms"], "ms")
+            report.add(f"{setup} {count} groups p99", row["p99_ms"], "ms")
+        report.add(f"loopback {count} groups frames", loop["frames_per_s"], "frames/s")
+        report.add(f"loopback {count} groups bytes", loop["bytes_per_s"], "B/s")
+        ratio = loop["commits_per_s"] / max(1, mem["commits_per_s"])
+        results[f"ratio_{count}"] = round(ratio, 3)
+        report.add(f"loopback/in-process throughput, {count} groups", ratio, "x")
+    report.print()
+    if opts.json:
+        data = report.as_dict()
+        data["details"] = results
+        with open(opts.json, "w", encoding="utf-8") as f:
+            json.dump(data, f, indent=2)
+            f.write("\n")
+    return 0

@@ -1,0 +1,84 @@
+"""Proposal load on one node's groups, measuring commits and latency.
+
+The same generator drives the in-process and the multi-process runs of
+``multiraft bench cluster`` (in a node process it runs behind the admin op
+``load``), so the two differ only in how nodes reach each other.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+import trio
+
+from multiraft.errors import NotLeaderError, ProposalDroppedError, ProposalTimeoutError
+from multiraft.kv import KVCommand
+
+if TYPE_CHECKING:
+    from multiraft.node import Node
+
+__all__ = ["percentile", "run_load"]
+
+
+def percentile(sorted_values: Sequence[float], fraction: float) -> float:
+    """The value below which ``fraction`` of ``sorted_values`` lie (nearest rank); 0 if empty."""
+    if not sorted_values:
+        return 0.0
+    rank = min(len(sorted_values) - 1, max(0, round(fraction * len(sorted_values)) - 1))
+    return sorted_values[rank]
+
+
+async def run_load(
+    node: Node,
+    groups: Sequence[int],
+    seconds: float,
+    outstanding: int,
+    value_size: int = 100,
+    samples: int = 0,
+) -> dict[str, Any]:
+    """Keep ``outstanding`` KV puts in flight per group for ``seconds``.
+
+    Returns ``commits`` (acknowledged puts), ``errors`` (refused or timed-out
+    proposals, retried), ``elapsed`` seconds, the latency percentiles ``p50_ms``
+    and ``p99_ms`` of acknowledged puts, and ``samples_ms``: up to ``samples``
+    latencies evenly spaced over the sorted ones (to merge several nodes' figures).
+    """
+    latencies: list[float] = []
+    errors = 0
+    value = b"v" * value_size
+    deadline = time.perf_counter() + seconds
+
+    async def proposer(group_id: int, slot: int) -> None:
+        nonlocal errors
+        command = KVCommand("put", b"key-%d" % slot, value).to_bytes()
+        propose = node.propose
+        clock = time.perf_counter
+        while clock() < deadline:
+            start = clock()
+            try:
+                await propose(group_id, command)
+            except (NotLeaderError, ProposalDroppedError, ProposalTimeoutError):
+                errors += 1
+                await trio.sleep(0.01)
+                continue
+            latencies.append(clock() - start)
+
+    began = time.perf_counter()
+    async with trio.open_nursery() as nursery:
+        for group_id in groups:
+            for slot in range(outstanding):
+                nursery.start_soon(proposer, group_id, slot)
+    elapsed = time.perf_counter() - began
+    latencies.sort()
+    return {
+        "commits": len(latencies),
+        "errors": errors,
+        "elapsed": elapsed,
+        "p50_ms": percentile(latencies, 0.50) * 1000,
+        "p99_ms": percentile(latencies, 0.99) * 1000,
+        "samples_ms": [x * 1000 for x in latencies[:: max(1, len(latencies) // samples)]]
+        if samples
+        else [],
+    }
