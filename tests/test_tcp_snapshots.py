@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import tracemalloc
 import zlib
 from collections.abc import Awaitable, Callable
 
@@ -325,3 +326,23 @@ async def test_receiver_declines_snapshots_beyond_its_receive_limit(
     logs = transport_logs(caplog)
     assert any(m.startswith("refused a connection from 127.0.0.1:") and reason in m for m in logs)
     assert f"snapshot of group 7 at index 50 to node 2 failed: {reason}" in logs
+
+
+async def test_a_snapshot_is_held_once_by_the_receiver_not_once_per_chunk_plus_once_whole() -> None:
+    size = 16 * 1024 * 1024
+    cfg_a = quick_config(1, snapshot_chunk_bytes=1024 * 1024)
+    async with cluster(cfg_a, quick_config(2)) as (a, b):
+        snap = snap_message(7, size)
+        tracemalloc.start()
+        try:
+            base = tracemalloc.get_traced_memory()[0]
+            assert a.send(2, Frame(1, 2, [snap])) is True
+            delivered = await receive_frame(b, timeout=20)
+            peak = tracemalloc.get_traced_memory()[1] - base
+        finally:
+            tracemalloc.stop()
+        assert delivered == Frame(1, 2, [snap])
+        # The sender cuts chunks from a view of its bytes and the receiver spools
+        # them to a file: the only whole copy made is the one delivered. Gathering
+        # chunks in memory and joining them would peak at twice the size.
+        assert size <= peak < size * 1.5, peak
