@@ -210,3 +210,29 @@ async def test_cancelling_the_block_stops_every_task() -> None:
             await trio.sleep_forever()
     assert scope.cancelled_caught
     assert trio.lowlevel.current_statistics().tasks_living == before
+
+
+async def test_changing_a_peers_address_moves_its_connection() -> None:
+    async with cluster(quick_config(1), quick_config(2)) as (a, b):
+        cfg = quick_config(2, peers={1: a.listen_address})
+        async with open_tcp_transport(cfg) as b_moved:
+            a.set_peer(2, "127.0.0.1", b_moved.listen_port)
+            await wait_until(lambda: a.peer_state(2) is LinkState.CONNECTED, 5.0, "moved")
+            assert a.send(2, app_frame(1, 2)) is True
+            assert await receive_frame(b_moved) == app_frame(1, 2)
+            assert b.stats()["frames_received"] == 0
+            assert a.stats()["connections_opened"] == 2
+
+
+async def test_removed_peer_is_no_longer_sent_to_nor_accepted(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    async with cluster(quick_config(1), quick_config(2)) as (a, b):
+        a.remove_peer(2)
+        assert a.peer_state(2) is None
+        assert a.send(2, app_frame(1, 2)) is False
+        await wait_until(lambda: a.stats()["handshakes_refused"] >= 1, 5.0, "b refused")
+        assert b.peer_state(1) is LinkState.DOWN
+    assert any(
+        "unexpected node id: node 2 is not a peer of node 1" in m for m in transport_logs(caplog)
+    )
