@@ -37,10 +37,9 @@ import fcntl
 import os
 import threading
 import time
-from collections.abc import Sequence
 
 from multiraft.ports import WriteBatch
-from multiraft.raft.types import Entry, HardState
+from multiraft.raft.types import Entry
 from storage.errors import (
     CorruptionError,
     EngineClosedError,
@@ -50,30 +49,19 @@ from storage.errors import (
 from storage.files import FileLayer, OsFileLayer
 from storage.gc import decide_collection
 from storage.group_log import GroupLog
-from storage.group_rules import GroupPlan, plan_group_write
 from storage.metadata import METADATA_FILE, Metadata
 from storage.records import (
     BatchBuilder,
     RecordType,
-    compact_payload,
-    conf_state_payload,
     entries_payload,
-    entry_set_payload,
     group_reset_payload,
-    hard_state_payload,
-    hard_state_set_payload,
-    snapshot_payload,
-    truncate_payload,
 )
 from storage.recovery import recover, segment_name
 from storage.segments import SegmentLog
+from storage.write_path import EncodedBatch
 
 __all__ = ["DurableLogEngine"]
 
-#: A plain append of several entries: group, entries, payload offset and length.
-_Append = tuple[GroupLog, Sequence[Entry], int, int]
-#: Groups per ``ENTRY_SET``/``HARD_STATE_SET`` record: damage to one names at most these.
-_SET_CHUNK = 256
 
 #: Entries per record when garbage collection rewrites a group's log.
 _RELOCATE_CHUNK = 4096
@@ -280,76 +268,8 @@ class DurableLogEngine:
             self.check_usable()
             if not batch.groups:
                 return
-            builder = BatchBuilder()
-            planned: list[tuple[GroupPlan, list[tuple[int, int, int]], GroupLog]] = []
-            appends: list[_Append] = []
-            one_logs: list[GroupLog] = []
-            one_ids: list[int] = []
-            one_ents: list[Entry] = []
-            hs_logs: list[GroupLog] = []
-            hs_ids: list[int] = []
-            hs_vals: list[HardState] = []
-            groups = self._groups
-            seen: set[int] = set()
-            add = builder.add
-            for gw in batch.groups:
-                gid = gw.group_id
-                if gid in seen:
-                    raise ValueError(f"group {gid} appears twice in one write batch")
-                seen.add(gid)
-                g = groups.get(gid)
-                ents = gw.entries
-                if (
-                    g is not None
-                    and ents
-                    and ents[0].index == g.dummy_index + len(g.terms) + 1
-                    and gw.snapshot is None
-                    and gw.conf_state is None
-                    and gw.created_snapshot is None
-                    and not gw.compact_to
-                    and ents[-1].index == ents[0].index + len(ents) - 1
-                ):
-                    # The common case (entries right after the last one, perhaps
-                    # a hard state): no plan needed. Single entries and hard states
-                    # of many groups go into set records, built column-wise below.
-                    hs = gw.hard_state
-                    if hs is not None:
-                        hs_logs.append(g)
-                        hs_ids.append(gid)
-                        hs_vals.append(hs)
-                    if len(ents) == 1:
-                        one_logs.append(g)
-                        one_ids.append(gid)
-                        one_ents.append(ents[0])
-                    else:
-                        payload = entries_payload(ents)
-                        appends.append(
-                            (g, ents, add(RecordType.ENTRIES, gid, payload), len(payload))
-                        )
-                    continue
-                if g is None:
-                    g = GroupLog(gid, self)
-                plan = plan_group_write(gw, g)
-                recs = _encode_plan(plan, builder)
-                if not recs and gid not in self._registered:
-                    # The log itself must show that the group exists.
-                    plan.hard_state = g.hard_state
-                    recs = _encode_plan(plan, builder)
-                planned.append((plan, recs, g))
-            sets = []
-            for k in range(0, len(one_ids), _SET_CHUNK):
-                payload = entry_set_payload(
-                    one_ids[k : k + _SET_CHUNK], one_ents[k : k + _SET_CHUNK]
-                )
-                sets.append((k, add(RecordType.ENTRY_SET, 0, payload), len(payload)))
-            if len(hs_ids) == 1:
-                add(RecordType.HARD_STATE, hs_ids[0], hard_state_payload(hs_vals[0]))
-            else:
-                for k in range(0, len(hs_ids), _SET_CHUNK):
-                    payload = hard_state_set_payload(
-                        hs_ids[k : k + _SET_CHUNK], hs_vals[k : k + _SET_CHUNK]
-                    )
-                    add(RecordType.HARD_STATE_SET, 0, payload)
+            encoded = EncodedBatch(batch, self._groups, self._registered, self._new_group)
+            seen = encoded.group_ids
             new = [gid for gid in seen if gid not in self._registered]
             # A new group is registered in the metadata lazily (its records in the
             # log prove it exists; opening reconciles). A removed group coming back
@@ -361,30 +281,10 @@ class DurableLogEngine:
                 except BaseException as exc:
                     raise self._fail(exc) from exc
                 self._tombstones.difference_update(revived)
-            seq, base = self._commit(builder)
-            repaired = []
+            seq, base = self._commit(encoded.builder)
             with self.lock:
-                for k, off, plen in sets:
-                    poff = base + off
-                    chunk = zip(
-                        one_logs[k : k + _SET_CHUNK], one_ents[k : k + _SET_CHUNK], strict=True
-                    )
-                    for slot, (g, e) in enumerate(chunk):
-                        g.append_one(e, seq, poff, plen, slot)
-                for g, appended, off, plen in appends:
-                    terms = [e.term for e in appended]
-                    g.append(appended[0].index, terms, appended, (seq, base + off, plen))
-                for g, hs in zip(hs_logs, hs_vals, strict=True):
-                    g.hard_state = hs
-                    g.hs_seg = seq
-                for plan, recs, g in planned:
-                    gid = plan.group_id
-                    current = groups.get(gid)
-                    if current is None:
-                        groups[gid] = current = g
-                    _apply_plan(current, plan, recs, seq, base)
-                    if plan.snapshot is not None and gid in self._corrupt:
-                        repaired.append(gid)
+                snapshotted = encoded.apply(self._groups, seq, base)
+                repaired = [gid for gid in snapshotted if gid in self._corrupt]
                 self._registered.update(new)
                 self._unsaved_registry.update(new)
                 for gid in repaired:
@@ -631,65 +531,3 @@ class DurableLogEngine:
             raise self._fail(exc) from exc
         self.segments_deleted += deleted
         return deleted
-
-
-def _encode_plan(plan: GroupPlan, builder: BatchBuilder) -> list[tuple[int, int, int]]:
-    """Add the records of ``plan`` to ``builder``; returns ``(type, body offset, length)`` each."""
-    gid = plan.group_id
-    recs: list[tuple[int, int, int]] = []
-    snap = plan.snapshot
-    if snap is not None:
-        p = snapshot_payload(snap.metadata, snap.data)
-        recs.append(
-            (RecordType.SNAPSHOT_APPLY, builder.add(RecordType.SNAPSHOT_APPLY, gid, p), len(p))
-        )
-    if plan.truncate_after is not None:
-        p = truncate_payload(plan.truncate_after)
-        recs.append((RecordType.TRUNCATE, builder.add(RecordType.TRUNCATE, gid, p), len(p)))
-    if plan.entries:
-        p = entries_payload(plan.entries)
-        recs.append((RecordType.ENTRIES, builder.add(RecordType.ENTRIES, gid, p), len(p)))
-    if plan.hard_state is not None:
-        p = hard_state_payload(plan.hard_state)
-        recs.append((RecordType.HARD_STATE, builder.add(RecordType.HARD_STATE, gid, p), len(p)))
-    if plan.conf_state is not None:
-        p = conf_state_payload(plan.conf_state)
-        recs.append((RecordType.CONF_STATE, builder.add(RecordType.CONF_STATE, gid, p), len(p)))
-    stored = plan.stored_snapshot
-    if stored is not None:
-        p = snapshot_payload(stored.metadata, stored.data)
-        recs.append(
-            (RecordType.SNAPSHOT_STORE, builder.add(RecordType.SNAPSHOT_STORE, gid, p), len(p))
-        )
-    if plan.compact_to:
-        p = compact_payload(plan.compact_to, plan.compact_term)
-        recs.append((RecordType.COMPACT, builder.add(RecordType.COMPACT, gid, p), len(p)))
-    return recs
-
-
-def _apply_plan(
-    g: GroupLog, plan: GroupPlan, recs: Sequence[tuple[int, int, int]], seq: int, base: int
-) -> None:
-    """Apply a persisted plan to the in-memory index (engine lock held)."""
-    for rtype, off, plen in recs:
-        loc = (seq, base + off, plen)
-        if rtype == RecordType.ENTRIES:
-            ents = plan.entries
-            g.append(ents[0].index, [e.term for e in ents], ents, loc)
-        elif rtype == RecordType.HARD_STATE:
-            assert plan.hard_state is not None
-            g.set_hard_state(plan.hard_state, seq)
-        elif rtype == RecordType.TRUNCATE:
-            assert plan.truncate_after is not None
-            g.truncate(plan.truncate_after)
-        elif rtype == RecordType.SNAPSHOT_APPLY:
-            assert plan.snapshot is not None
-            g.apply_snapshot(plan.snapshot.metadata, loc)
-        elif rtype == RecordType.CONF_STATE:
-            assert plan.conf_state is not None
-            g.set_conf_state(plan.conf_state, seq)
-        elif rtype == RecordType.SNAPSHOT_STORE:
-            assert plan.stored_snapshot is not None
-            g.store_snapshot(plan.stored_snapshot.metadata, loc)
-        else:
-            g.compact(plan.compact_to, plan.compact_term, seq)
