@@ -283,3 +283,64 @@ async def test_node_keeps_serving_after_frames_for_unknown_groups_and_absurd_ter
             await wait_until(lambda: len(sm2.applied) == 2, 5.0, "replicated")
             assert sm1.applied == [(4, b"before"), (5, b"after")]
             assert sm2.applied == sm1.applied
+
+
+async def test_forged_append_and_heartbeat_past_the_log_end_leave_the_group_intact() -> None:
+    """A member that claims entries far past our log end gets a rejection, not a crash.
+
+    Node 3 is a voter of the group but only a raw socket: it forges, at the current
+    term, an APP after index 10**15 (log term 0) and a heartbeat committing 10**15.
+    Node 2 must reject the append with a hint, ignore the commit, and keep serving.
+    """
+    node_config = {"tick_interval": 0.01, "election_ticks": 10, "proposal_timeout": 5.0}
+    fake_peer = {3: ("127.0.0.1", 1)}
+    async with cluster(quick_config(1, peers=fake_peer), quick_config(2, peers=fake_peer)) as (
+        t1,
+        t2,
+    ):
+        sm1, sm2 = RecordingStateMachine(), RecordingStateMachine()
+        async with (
+            open_node(NodeConfig(1, **node_config), transport=t1) as n1,
+            open_node(NodeConfig(2, **node_config), transport=t2) as n2,
+        ):
+            await n1.create_group(1, [1, 2, 3], state_machine=sm1, campaign=True)
+            await n2.create_group(1, [1, 2, 3], state_machine=sm2)
+            assert await n1.propose(1, b"before") == (5, b"before")
+            await wait_until(lambda: len(sm2.applied) == 1, 5.0, "replicated")
+            term = n2.status(1).hard_state.term
+
+            raw = await RawPeer.connect(t2.listen_port)
+            assert (await raw.hello(3, 2))[0] is Kind.WELCOME
+            forged = Frame(
+                3,
+                2,
+                [
+                    GroupMessage(
+                        1,
+                        Message(
+                            MessageType.APP,
+                            to=2,
+                            from_=3,
+                            term=term,
+                            index=10**15,
+                            log_term=0,
+                            commit=10**15,
+                        ),
+                    )
+                ],
+                [HeartbeatRecord(1, 3, 2, term, 10**15)],
+            )
+            received = n2.stats()["frames_received"]
+            await raw.send(record(Kind.FRAME, encode_frame(forged)))
+            await wait_until(
+                lambda: n2.stats()["frames_received"] > received, 5.0, "forged frame taken"
+            )
+            await raw.aclose()
+
+            st2 = n2.status(1)
+            assert st2.hard_state.term == term
+            assert st2.hard_state.commit == 5
+            assert n2.group_ids() == [1]
+            assert await n1.propose(1, b"after") == (6, b"after")
+            await wait_until(lambda: len(sm2.applied) == 2, 5.0, "replicated after")
+            assert sm2.applied == sm1.applied == [(5, b"before"), (6, b"after")]
