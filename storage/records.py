@@ -384,6 +384,7 @@ def parse_batch(buf: bytes | memoryview, off: int, segment_seq: int) -> ParsedBa
         return out
     records = out.records
     pos = start
+    damaged = False
     unpack = _RECORD.unpack_from
     for _ in range(count):
         if pos + RECORD_HEADER > end:
@@ -405,12 +406,13 @@ def parse_batch(buf: bytes | memoryview, off: int, segment_seq: int) -> ParsedBa
             out.unknown = True
             return out
         if crc32(buf[pstart:pend]) != pcrc:
+            damaged = True
             if rtype in SET_TYPES:
                 named = _set_groups(buf, pstart, plen)
-                if named is None:
-                    out.unknown = True
-                else:
+                if named:
                     out.bad_groups.update(named)
+                else:
+                    out.unknown = True
             else:
                 out.bad_groups.add(group)
             if not out.reason:
@@ -423,7 +425,7 @@ def parse_batch(buf: bytes | memoryview, off: int, segment_seq: int) -> ParsedBa
         out.reason = "records do not fill their batch"
         out.unknown = True
         return out
-    out.ok = not out.bad_groups and not out.unknown
+    out.ok = not damaged
     return out
 
 

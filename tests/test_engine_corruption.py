@@ -20,9 +20,11 @@ from storage.errors import CorruptionError
 from storage.records import (
     BATCH_HEADER,
     RECORD_HEADER,
+    BatchBuilder,
     RecordType,
     decode_entry_set,
     decode_entry_terms,
+    entry_set_payload,
     parse_batch,
 )
 from storage.recovery import segment_name
@@ -266,3 +268,17 @@ def test_bad_batch_followed_by_a_sound_one_in_the_last_segment_is_corruption(
     finally:
         engine.close()
     assert _segment_bytes(path, 1) == damaged
+
+
+def test_a_set_record_zeroed_by_a_torn_write_fails_its_whole_batch() -> None:
+    builder = BatchBuilder()
+    ents = [Entry(1, 7, data=b"a" * 40), Entry(2, 9, data=b"b" * 40)]
+    off = builder.add(RecordType.ENTRY_SET, 0, entry_set_payload([3, 4], ents))
+    buf, shift = builder.finish(5, 1)
+    assert parse_batch(buf, 0, 5).ok
+    # The sectors holding the payload never reached the disk: they read as zeros,
+    # which also "checks out" as an empty list of group ids.
+    torn = bytearray(buf)
+    torn[shift + off : len(buf)] = bytes(len(buf) - shift - off)
+    pb = parse_batch(bytes(torn), 0, 5)
+    assert (pb.ok, pb.unknown, pb.records) == (False, True, [])
