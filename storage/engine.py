@@ -18,6 +18,17 @@ offset when ``preallocate`` is set).
 Snapshots are stored inside the log (metadata and data in one record); the
 index keeps only their location, so ``snapshot()`` reads them back.
 
+Threads: ``write``, ``remove_group``, ``collect_garbage`` and ``close`` run one
+at a time (the writer lock). Their I/O happens without the engine lock; the
+index is updated under it once the sync returned, and the group views take it
+for every read, so a reader sees a batch entirely or not at all.
+
+Registry: a new group is recorded in the metadata lazily (at the next segment
+rotation or at close); its records in the log prove it exists and opening
+reconciles the two. A removed group that comes back loses its tombstone
+before its first write is logged. Garbage collection runs after a write that
+started a new segment (see :mod:`storage.gc`).
+
 Failures: any error while writing, syncing, creating or deleting files leaves
 the engine *failed*: every later call raises :class:`EngineFailedError`. A
 failed ``fsync`` is never retried (the kernel may have dropped the dirty
