@@ -1,0 +1,382 @@
+"""The store's client: routes each key to its range's leader through a cached directory.
+
+The client keeps a :class:`RangeCache` (a ``SortedDict`` from range start to
+descriptor) and the last leader it saw per range. It sends a request to the
+cached leader (or a replica) of the cached range, and repairs its cache from
+the answer: ``NotLeader`` names the leader to try, ``WrongRange`` carries the
+range's current bounds (and the range it last split off), ``NotHosted`` drops
+the entry. Whatever it cannot repair that way it asks the directory, through a
+linearizable read on any node.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Sequence
+from typing import Protocol
+
+import trio
+from sortedcontainers import SortedDict
+
+from examples.rangekv.commands import (
+    CasOutcome,
+    CompareAndSet,
+    Delete,
+    NotReady,
+    Put,
+    ScanResult,
+    SplitOutcome,
+    Value,
+    WrongRange,
+)
+from examples.rangekv.descriptor import RangeDescriptor
+from examples.rangekv.protocol import (
+    DescriptorReply,
+    DirectoryReplicasRequest,
+    DropReplicaRequest,
+    GetRequest,
+    LookupRequest,
+    MembershipRequest,
+    NotHosted,
+    NotLeader,
+    Ok,
+    PrepareReplicaRequest,
+    RangesReply,
+    RangesRequest,
+    ScanRequest,
+    SetRangeReplicasRequest,
+    SplitRequest,
+    TransferLeaderRequest,
+    Unavailable,
+    WriteRequest,
+)
+from examples.rangekv.wire import pack
+
+__all__ = [
+    "AmbiguousWriteError",
+    "HostLink",
+    "LinkError",
+    "RangeCache",
+    "RangeClient",
+    "RangeKVError",
+    "RangeUnavailableError",
+]
+
+
+class LinkError(Exception):
+    """A node could not be reached (stopped, or its connection broke)."""
+
+    def __init__(self, node_id: int, reason: str = "unreachable") -> None:
+        super().__init__(f"node {node_id}: {reason}")
+        self.node_id = node_id
+
+
+class HostLink(Protocol):
+    """How a client reaches the hosts: in one process or over RPC."""
+
+    @property
+    def node_ids(self) -> Sequence[int]:
+        """Every node the client may ask."""
+        ...
+
+    async def call(self, node_id: int, request: object) -> object:
+        """Send ``request`` to ``node_id``'s host; its reply, or :class:`LinkError`."""
+        ...
+
+
+class RangeKVError(Exception):
+    """Base class of the client's errors."""
+
+
+class RangeUnavailableError(RangeKVError):
+    """The request did not succeed before the client's deadline."""
+
+
+class AmbiguousWriteError(RangeKVError):
+    """A compare-and-set timed out: it may or may not have been applied."""
+
+
+class RangeCache:
+    """Descriptors known to the client, by start key; stale ones are replaced on contact."""
+
+    __slots__ = ("_by_start", "leaders")
+
+    def __init__(self) -> None:
+        self._by_start: SortedDict = SortedDict()
+        #: The last leader seen per range id.
+        self.leaders: dict[int, int] = {}
+
+    def __len__(self) -> int:
+        return len(self._by_start)
+
+    def find(self, key: bytes) -> RangeDescriptor | None:
+        """The cached range holding ``key``, or None."""
+        i = self._by_start.bisect_right(key) - 1
+        if i < 0:
+            return None
+        desc: RangeDescriptor = self._by_start.peekitem(i)[1]
+        return desc if desc.contains(key) else None
+
+    def _overlapping(self, desc: RangeDescriptor) -> list[RangeDescriptor]:
+        by_start = self._by_start
+        i = max(by_start.bisect_right(desc.start) - 1, 0)
+        out = []
+        for start in by_start.islice(i):
+            if desc.end is not None and start >= desc.end:
+                break
+            other: RangeDescriptor = by_start[start]
+            if other.overlaps(desc.start, desc.end):
+                out.append(other)
+        return out
+
+    def update(self, desc: RangeDescriptor) -> None:
+        """Cache ``desc``, replacing what overlaps it, unless we know a newer form of it."""
+        overlapping = self._overlapping(desc)
+        for other in overlapping:
+            if other.range_id == desc.range_id and other.generation > desc.generation:
+                return
+        for other in overlapping:
+            del self._by_start[other.start]
+        self._by_start[desc.start] = desc
+
+    def evict(self, range_id: int) -> None:
+        """Forget range ``range_id``."""
+        for start, desc in list(self._by_start.items()):
+            if desc.range_id == range_id:
+                del self._by_start[start]
+        self.leaders.pop(range_id, None)
+
+
+class RangeClient:
+    """Put, get, delete, compare-and-set and scan over every range of the store.
+
+    Gets and scans are linearizable per range (a read barrier on the range's
+    leader). A scan over several ranges reads them one after the other, so it is
+    not one atomic snapshot. Requests are retried until ``timeout`` seconds.
+    """
+
+    def __init__(
+        self, link: HostLink, *, timeout: float = 30.0, retry_delay: float = 0.005
+    ) -> None:
+        self.link = link
+        self.timeout = timeout
+        self.retry_delay = retry_delay
+        self.cache = RangeCache()
+        #: Requests answered with a redirect or a retry (cache misses, leader changes).
+        self.redirects = 0
+        self._rotation = 0
+
+    # --------------------------------------------------------------- the API
+
+    async def put(self, key: bytes, value: bytes) -> None:
+        """Set ``key`` to ``value``."""
+        await self._write(key, pack(Put(key, value)), idempotent=True)
+
+    async def delete(self, key: bytes) -> None:
+        """Remove ``key`` (nothing happens when it is absent)."""
+        await self._write(key, pack(Delete(key)), idempotent=True)
+
+    async def compare_and_set(
+        self, key: bytes, expected: bytes | None, new: bytes | None
+    ) -> CasOutcome:
+        """Set ``key`` to ``new`` if it holds ``expected`` (None: absent; ``new`` None deletes).
+
+        Raises :class:`AmbiguousWriteError` if the outcome could not be learned.
+        """
+        outcome = await self._write(key, pack(CompareAndSet(key, expected, new)), idempotent=False)
+        assert isinstance(outcome, CasOutcome)
+        return outcome
+
+    async def get(self, key: bytes) -> bytes | None:
+        """The value of ``key`` (None: absent), linearizable."""
+        reply = await self._on_range(key, lambda d: GetRequest(d.range_id, key), True)
+        assert isinstance(reply, Value)
+        return reply.value
+
+    async def scan(
+        self, start: bytes = b"", end: bytes | None = None, limit: int = 1_000_000
+    ) -> list[tuple[bytes, bytes]]:
+        """Up to ``limit`` items with ``start <= key < end`` (``end`` None: no bound), in order."""
+        out: list[tuple[bytes, bytes]] = []
+        cursor = start
+        while len(out) < limit and (end is None or cursor < end):
+            make = functools.partial(_scan_request, start=cursor, end=end, limit=limit - len(out))
+            page = await self._on_range(cursor, make, True)
+            assert isinstance(page, ScanResult)
+            out.extend(page.items)
+            if page.range_end is None:
+                break
+            cursor = page.range_end
+        return out
+
+    async def split(self, key: bytes, at: bytes | None = None) -> object:
+        """Ask the range holding ``key`` to split at ``at`` (None: its middle key).
+
+        Returns :class:`SplitOutcome` or :class:`~examples.rangekv.commands.Refused`.
+        """
+        reply = await self._on_range(key, lambda d: SplitRequest(d.range_id, at), False)
+        if isinstance(reply, SplitOutcome):
+            self.cache.update(reply.left)
+            self.cache.update(reply.right)
+        return reply
+
+    async def ranges(self) -> list[RangeDescriptor]:
+        """Every range in the directory, in key order (and refresh the cache with them)."""
+        reply = await self._any_node(RangesRequest())
+        assert isinstance(reply, RangesReply)
+        for desc in reply.descriptors:
+            self.cache.update(desc)
+        return list(reply.descriptors)
+
+    async def move_replica(self, range_id: int, from_node: int, to_node: int) -> RangeDescriptor:
+        """Move range ``range_id``'s replica from ``from_node`` to ``to_node``.
+
+        Splits of the range are refused meanwhile. ``to_node`` joins empty and
+        catches up from the leader (by snapshot once the log is compacted);
+        ``from_node`` then leaves the group and drops its replica. Returns the
+        range's descriptor as the directory records it afterwards.
+        """
+        desc = next((d for d in await self.ranges() if d.range_id == range_id), None)
+        if desc is None:
+            raise RangeKVError(f"range {range_id} is not in the directory")
+        if from_node not in desc.replicas or to_node in desc.replicas:
+            raise RangeKVError(f"cannot move {desc.describe()} from {from_node} to {to_node}")
+        replicas = tuple(sorted({*desc.replicas, to_node} - {from_node}))
+        await self._on_leader(desc, SetRangeReplicasRequest(range_id, desc.replicas, True))
+        await self._expect_ok(to_node, PrepareReplicaRequest(range_id))
+        leader = await self._on_leader(desc, MembershipRequest(range_id, add=to_node))
+        if leader == from_node:
+            target = next(n for n in replicas if n != to_node)
+            await self._on_leader(desc, TransferLeaderRequest(range_id, target))
+        widened = RangeDescriptor(range_id, desc.start, desc.end, 0, (*desc.replicas, to_node))
+        await self._on_leader(widened, MembershipRequest(range_id, remove=from_node))
+        await self._expect_ok(from_node, DropReplicaRequest(range_id))
+        moved = RangeDescriptor(range_id, desc.start, desc.end, 0, replicas)
+        await self._on_leader(moved, SetRangeReplicasRequest(range_id, replicas, False))
+        await self._any_node(DirectoryReplicasRequest(range_id, replicas))
+        self.cache.evict(range_id)
+        after = next(d for d in await self.ranges() if d.range_id == range_id)
+        return after
+
+    # ----------------------------------------------------------------- routing
+
+    async def _write(self, key: bytes, command: bytes, *, idempotent: bool) -> object:
+        return await self._on_range(key, lambda d: WriteRequest(d.range_id, command), idempotent)
+
+    def _deadline_passed(self, deadline: float, what: str) -> None:
+        if trio.current_time() > deadline:
+            raise RangeUnavailableError(f"{what} did not succeed within {self.timeout}s")
+
+    async def _pause(self, delay: float) -> float:
+        self.redirects += 1
+        await trio.sleep(delay)
+        return min(delay * 2, 0.1)
+
+    def _target(self, desc: RangeDescriptor) -> int:
+        leader = self.cache.leaders.get(desc.range_id)
+        if leader is not None and leader in desc.replicas:
+            return leader
+        replicas = desc.replicas or tuple(self.link.node_ids)
+        self._rotation += 1
+        return replicas[self._rotation % len(replicas)]
+
+    async def _send(self, node_id: int, request: object) -> object:
+        try:
+            return await self.link.call(node_id, request)
+        except LinkError as exc:
+            return Unavailable(str(exc))
+
+    async def _on_range(
+        self, key: bytes, make: Callable[[RangeDescriptor], object], idempotent: bool
+    ) -> object:
+        """Send ``make(range)`` to the leader of the range holding ``key`` until it answers."""
+        deadline = trio.current_time() + self.timeout
+        delay = self.retry_delay
+        cache = self.cache
+        while True:
+            desc = cache.find(key) or await self._lookup(key, deadline)
+            node_id = self._target(desc)
+            reply = await self._send(node_id, make(desc))
+            match reply:
+                case NotLeader(leader=leader):
+                    if leader and leader != node_id and leader in desc.replicas:
+                        cache.leaders[desc.range_id] = leader
+                        self.redirects += 1
+                    else:
+                        cache.leaders.pop(desc.range_id, None)
+                        delay = await self._pause(delay)
+                case WrongRange(descriptor=current, right=right):
+                    cache.update(current)
+                    if right is not None:
+                        cache.update(right)
+                    if cache.find(key) == desc:
+                        cache.evict(desc.range_id)
+                    self.redirects += 1
+                case NotHosted():
+                    cache.evict(desc.range_id)
+                    delay = await self._pause(delay)
+                case NotReady():
+                    delay = await self._pause(delay)
+                case Unavailable(ambiguous=ambiguous, reason=reason):
+                    if ambiguous and not idempotent:
+                        raise AmbiguousWriteError(reason)
+                    cache.leaders.pop(desc.range_id, None)
+                    delay = await self._pause(delay)
+                case _:
+                    cache.leaders[desc.range_id] = node_id
+                    return reply
+            self._deadline_passed(deadline, f"request for key {key!r}")
+
+    async def _lookup(self, key: bytes, deadline: float) -> RangeDescriptor:
+        """The directory's range for ``key`` (cached as well)."""
+        delay = self.retry_delay
+        while True:
+            reply = await self._any_node(LookupRequest(key))
+            if isinstance(reply, DescriptorReply) and reply.descriptor is not None:
+                self.cache.update(reply.descriptor)
+                return reply.descriptor
+            delay = await self._pause(delay)
+            self._deadline_passed(deadline, f"directory lookup of {key!r}")
+
+    async def _any_node(self, request: object) -> object:
+        """Send a directory request to the nodes in turn until one answers it."""
+        deadline = trio.current_time() + self.timeout
+        delay = self.retry_delay
+        nodes = self.link.node_ids
+        while True:
+            for _ in range(len(nodes)):
+                self._rotation += 1
+                reply = await self._send(nodes[self._rotation % len(nodes)], request)
+                if not isinstance(reply, Unavailable | NotHosted | NotLeader):
+                    return reply
+            delay = await self._pause(delay)
+            self._deadline_passed(deadline, type(request).__name__)
+
+    async def _on_leader(self, desc: RangeDescriptor, request: object) -> int:
+        """Send an admin request to the range's leader; the node that carried it out."""
+        deadline = trio.current_time() + self.timeout
+        delay = self.retry_delay
+        while True:
+            node_id = self._target(desc)
+            reply = await self._send(node_id, request)
+            if (
+                isinstance(reply, NotLeader)
+                and reply.leader != node_id
+                and reply.leader in desc.replicas
+            ):
+                self.cache.leaders[desc.range_id] = reply.leader
+                continue
+            if isinstance(reply, Ok | Value):
+                return node_id
+            self.cache.leaders.pop(desc.range_id, None)
+            delay = await self._pause(delay)
+            self._deadline_passed(deadline, f"{type(request).__name__} ({reply!r})")
+
+    async def _expect_ok(self, node_id: int, request: object) -> None:
+        reply = await self._send(node_id, request)
+        if not isinstance(reply, Ok):
+            raise RangeKVError(f"node {node_id} answered {type(request).__name__} with {reply!r}")
+
+
+def _scan_request(desc: RangeDescriptor, *, start: bytes, end: bytes | None, limit: int) -> object:
+    return ScanRequest(desc.range_id, start, end, limit)

@@ -1,0 +1,745 @@
+"""One node of the range store: the state machines it hosts and the work around them.
+
+A :class:`RangeHost` wraps a multiraft :class:`~multiraft.Node`. It hosts a
+replica of the directory (group 1) and of every range placed on the node, and
+does what state machines cannot do themselves because ``apply`` is synchronous:
+
+* **Splits.** When a range it leads grows past the threshold (or on request),
+  it reserves a range id from the directory, proposes :class:`Split` through the
+  range's own log and, once applied, records both halves in the directory.
+* **Hosting new ranges.** Applying a split (on every replica) reports the new
+  range to the host, which creates its group in apply order, one creation at a
+  time; the replica whose node proposed the split campaigns at once, so the new
+  range elects a leader without waiting for an election timeout. A replica
+  that applies the split late finds the new group's early messages held by the
+  node (``UnknownGroupPolicy.BUFFER``) and replays them, so it follows the
+  leader already elected instead of starting an election of its own.
+* **Initializing.** A new group's leader proposes its :class:`InitRange` (the
+  moved keys) as the group's first command, then tells the parent range to drop
+  its copy (:class:`ForgetChild`).
+* **Repairs.** Periodically: retry anything above that failed (a split not yet
+  recorded, an initialization, a forgotten child) and join ranges the directory
+  places here that the node does not host (a replica that learned of a split by
+  snapshot).
+* **Serving.** :meth:`handle` answers the requests of :mod:`examples.rangekv.protocol`.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import deque
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from os import PathLike
+
+import attrs
+import trio
+
+from examples.rangekv.commands import (
+    CLIENT_WRITE_OPCODES,
+    AllocateRangeIds,
+    CompareAndSet,
+    Delete,
+    ForgetChild,
+    IdBlock,
+    InitDirectory,
+    InitRange,
+    Put,
+    RecordSplit,
+    Refused,
+    SetReplicas,
+    Split,
+    SplitOutcome,
+    UpdateReplicas,
+    Value,
+)
+from examples.rangekv.descriptor import RangeDescriptor
+from examples.rangekv.directory import DirectoryStateMachine
+from examples.rangekv.protocol import (
+    BootstrapRequest,
+    DescriptorReply,
+    DirectoryReplicasRequest,
+    DropReplicaRequest,
+    DumpReply,
+    DumpRequest,
+    GetRequest,
+    LookupRequest,
+    MembershipRequest,
+    NotHosted,
+    NotLeader,
+    Ok,
+    PrepareReplicaRequest,
+    RangeDump,
+    RangesReply,
+    RangesRequest,
+    ScanRequest,
+    SetRangeReplicasRequest,
+    SplitRequest,
+    StatsReply,
+    StatsRequest,
+    TransferLeaderRequest,
+    Unavailable,
+    WriteRequest,
+)
+from examples.rangekv.range_state import RangeStateMachine
+from examples.rangekv.wire import CodecError, opcode_of, pack, unpack
+from multiraft import (
+    GroupNotFoundError,
+    GroupRemovedError,
+    LeaderChanged,
+    MultiraftError,
+    Node,
+    NodeClosedError,
+    NodeConfig,
+    NotLeaderError,
+    ProposalDroppedError,
+    ProposalTimeoutError,
+    StateMachine,
+    Transport,
+    UnknownGroupPolicy,
+    open_node,
+)
+from multiraft.ports import LogEngine
+from multiraft.raft import ConfChange, ConfChangeType
+
+__all__ = [
+    "DIRECTORY_ID",
+    "FIRST_RANGE_ID",
+    "RangeHost",
+    "RangeSettings",
+    "open_range_host",
+]
+
+_log = logging.getLogger("examples.rangekv.host")
+
+#: Group id of the directory (the meta range).
+DIRECTORY_ID = 1
+#: Group id of the range that covers every key when the store starts.
+FIRST_RANGE_ID = 2
+
+#: Errors after which a host's own background request is simply tried again later.
+_RETRYABLE = (MultiraftError, ProposalDroppedError)
+
+
+def _check_non_negative(_instance: object, attribute: attrs.Attribute[int], value: int) -> None:
+    if not isinstance(value, int) or value < 0:
+        raise ValueError(f"{attribute.name} must be an integer >= 0, got {value!r}")
+
+
+def _check_positive(_instance: object, attribute: attrs.Attribute[int], value: int) -> None:
+    if not isinstance(value, int) or value < 1:
+        raise ValueError(f"{attribute.name} must be an integer >= 1, got {value!r}")
+
+
+@attrs.frozen(kw_only=True)
+class RangeSettings:
+    """How a host splits ranges and how often it repairs.
+
+    * ``split_keys`` / ``split_bytes``: split a range holding more keys / more
+      key and value bytes than this (0 disables that trigger; both 0: split only
+      on request).
+    * ``max_concurrent_splits``: splits this host drives at once.
+    * ``id_block``: range ids reserved from the directory per request.
+    * ``maintenance_interval``: seconds between repair passes.
+    * ``read_timeout``: seconds a read barrier may take before the host answers
+      ``Unavailable`` (the client retries): a read accepted by a leader that
+      then stepped down is otherwise only failed by the node's proposal timeout.
+    * ``balance_leaders``: once a new range is initialized, its leader hands
+      leadership to replica ``replicas[range_id % len(replicas)]``, spreading
+      leaders (and their work) over the nodes instead of leaving every range
+      split off a range led by node ``n`` on node ``n``.
+    """
+
+    split_keys: int = attrs.field(default=0, validator=_check_non_negative)
+    split_bytes: int = attrs.field(default=0, validator=_check_non_negative)
+    max_concurrent_splits: int = attrs.field(default=32, validator=_check_positive)
+    id_block: int = attrs.field(default=32, validator=_check_positive)
+    maintenance_interval: float = 1.0
+    read_timeout: float = 1.0
+    balance_leaders: bool = False
+
+    def __attrs_post_init__(self) -> None:
+        for name in ("maintenance_interval", "read_timeout"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"{name} must be positive, got {getattr(self, name)!r}")
+
+
+@attrs.define(slots=True)
+class HostCounters:
+    """What a host did (monotonic)."""
+
+    splits_proposed: int = 0
+    splits_applied_here: int = 0
+    splits_refused: int = 0
+    splits_recorded: int = 0
+    ranges_created: int = 0
+    ranges_joined: int = 0
+    ranges_initialized: int = 0
+    children_forgotten: int = 0
+    leaders_handed_over: int = 0
+
+
+class RangeHost:
+    """A node's share of the range store; see the module documentation.
+
+    Create it with :func:`open_range_host`, which opens the node and runs the
+    host's background tasks for the duration of the block.
+    """
+
+    def __init__(self, node_id: int, settings: RangeSettings | None = None) -> None:
+        self.node_id = node_id
+        self.settings = settings or RangeSettings()
+        self.directory = DirectoryStateMachine()
+        #: Range state machines of the groups hosted here, by range id.
+        self.ranges: dict[int, RangeStateMachine] = {}
+        self.counters = HostCounters()
+        self._node: Node | None = None
+        self._nursery: trio.Nursery | None = None
+        #: Group id -> (packed init command, parent range id) for groups not yet initialized.
+        self._inits: dict[int, tuple[bytes, int]] = {}
+        self._children: deque[tuple[InitRange, bool]] = deque()
+        self._children_added = trio.Event()
+        self._grown: dict[int, None] = {}
+        self._grown_added = trio.Event()
+        self._busy: set[int] = set()
+        self._initializing: set[int] = set()
+        self._forgetting: set[int] = set()
+        self._missing: set[int] = set()
+        self._spare_ids: list[int] = []
+        self._id_lock = trio.Lock()
+
+    # ------------------------------------------------------------ wiring
+
+    @property
+    def node(self) -> Node:
+        """The multiraft node this host runs on."""
+        if self._node is None:
+            raise RuntimeError("the host is not running (use open_range_host)")
+        return self._node
+
+    def node_config(self, config: NodeConfig) -> NodeConfig:
+        """``config`` with what the store needs: its state machine factory, BUFFER policy."""
+        return attrs.evolve(
+            config,
+            state_machine_factory=self.recover_state_machine,
+            unknown_group_policy=UnknownGroupPolicy.BUFFER,
+        )
+
+    def recover_state_machine(self, group_id: int) -> StateMachine:
+        """The state machine for a group found in the log engine after a restart."""
+        if group_id == DIRECTORY_ID:
+            return self.directory
+        sm = self.ranges[group_id] = RangeStateMachine(group_id, self)
+        return sm
+
+    async def _run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        async with trio.open_nursery() as nursery:
+            self._nursery = nursery
+            nursery.start_soon(self._host_children)
+            nursery.start_soon(self._watch_leadership)
+            nursery.start_soon(self._run_splits)
+            nursery.start_soon(self._maintain)
+            task_status.started()
+
+    # ------------------------------------------------- state machine observer
+
+    def range_split(self, parent: RangeStateMachine, child: InitRange, campaigner: int) -> None:
+        """Queue the creation of the range a split made (called from ``apply``)."""
+        self.counters.splits_applied_here += 1
+        self._children.append((child, campaigner == self.node_id))
+        self._children_added.set()
+
+    def range_restored(self, sm: RangeStateMachine) -> None:
+        """Queue the creation of children a snapshot says are still being initialized."""
+        for child in sm.children.values():
+            self._children.append((child, False))
+        if sm.children:
+            self._children_added.set()
+
+    def range_written(self, sm: RangeStateMachine) -> None:
+        """Note a range that may need splitting (only acted on where it is led)."""
+        if self._over_threshold(sm):
+            self._consider_split(sm.range_id)
+
+    def _over_threshold(self, sm: RangeStateMachine) -> bool:
+        s = self.settings
+        return (s.split_keys > 0 and len(sm.data) > s.split_keys) or (
+            s.split_bytes > 0 and sm.data_bytes > s.split_bytes
+        )
+
+    def _leads(self, group_id: int) -> bool:
+        node = self._node
+        if node is None:
+            return False
+        try:
+            return node.leader_of(group_id) == self.node_id
+        except (GroupNotFoundError, GroupRemovedError, NodeClosedError):
+            return False
+
+    def _consider_split(self, range_id: int) -> None:
+        if range_id in self._busy or range_id in self._grown or not self._leads(range_id):
+            return
+        self._grown[range_id] = None
+        self._grown_added.set()
+
+    # ------------------------------------------------------ hosting ranges
+
+    async def _host_children(self) -> None:
+        while True:
+            await self._children_added.wait()
+            self._children_added = trio.Event()
+            while self._children:
+                child, campaign = self._children.popleft()
+                await self.create_split_replica(child, campaign)
+
+    async def create_split_replica(self, child: InitRange, campaign: bool) -> None:
+        """Host this node's replica of a range a split created (in apply order).
+
+        ``campaign``: this node proposed the split, so it starts the election now.
+        """
+        desc = child.descriptor
+        rid = desc.range_id
+        if self.node_id not in desc.replicas:
+            return
+        sm = self.ranges.get(rid)
+        if sm is not None and sm.ready:
+            return
+        self._inits.setdefault(rid, (pack(child), child.parent_id))
+        if sm is None:
+            sm = self.ranges[rid] = RangeStateMachine(rid, self)
+            try:
+                await self.node.create_group(
+                    rid, desc.replicas, state_machine=sm, campaign=campaign
+                )
+            except GroupRemovedError:
+                self._forget_range(rid)
+                return
+            self.counters.ranges_created += 1
+        self._maybe_initialize(rid)
+
+    async def _join(self, rid: int) -> None:
+        """Host an empty replica of range ``rid`` that learns everything from its group."""
+        if rid in self.ranges:
+            return
+        sm = self.ranges[rid] = RangeStateMachine(rid, self)
+        try:
+            await self.node.create_group(rid, (), state_machine=sm, join=True)
+        except GroupRemovedError:
+            self._forget_range(rid)
+            return
+        self.counters.ranges_joined += 1
+
+    def _forget_range(self, range_id: int) -> None:
+        self.ranges.pop(range_id, None)
+        self._inits.pop(range_id, None)
+
+    def _ready(self, group_id: int) -> bool:
+        if group_id == DIRECTORY_ID:
+            return self.directory.ready
+        sm = self.ranges.get(group_id)
+        return sm is not None and sm.ready
+
+    def _maybe_initialize(self, group_id: int) -> None:
+        if (
+            group_id in self._inits
+            and group_id not in self._initializing
+            and self._leads(group_id)
+            and self._nursery is not None
+        ):
+            if self._ready(group_id):
+                self._inits.pop(group_id, None)
+                return
+            self._initializing.add(group_id)
+            self._nursery.start_soon(self._initialize, group_id)
+
+    async def _initialize(self, group_id: int) -> None:
+        init = self._inits.get(group_id)
+        if init is None:
+            self._initializing.discard(group_id)
+            return
+        command, parent_id = init
+        try:
+            await self.node.propose(group_id, command)
+        except _RETRYABLE as exc:
+            _log.debug("group %d: initialization not done yet: %s", group_id, exc)
+            return
+        finally:
+            self._initializing.discard(group_id)
+        if not self._ready(group_id):
+            return
+        self._inits.pop(group_id, None)
+        self.counters.ranges_initialized += 1
+        if parent_id:
+            await self._forget_child(parent_id, group_id)
+        sm = self.ranges.get(group_id)
+        if sm is None or sm.descriptor is None:
+            return
+        replicas = sm.descriptor.replicas
+        target = replicas[group_id % len(replicas)] if replicas else self.node_id
+        if self.settings.balance_leaders and target != self.node_id:
+            await self._transfer(group_id, target)
+        else:
+            self.range_written(sm)
+
+    async def _transfer(self, group_id: int, to_node: int) -> None:
+        try:
+            await self.node.transfer_leadership(group_id, to_node)
+            self.counters.leaders_handed_over += 1
+        except (*_RETRYABLE, ValueError) as exc:
+            _log.debug("group %d: leadership stays here: %s", group_id, exc)
+
+    async def _forget_child(self, parent_id: int, child_id: int) -> None:
+        if parent_id not in self.ranges or child_id in self._forgetting:
+            return
+        self._forgetting.add(child_id)
+        try:
+            await self.node.propose(parent_id, pack(ForgetChild(child_id)))
+            self.counters.children_forgotten += 1
+        except _RETRYABLE as exc:
+            _log.debug("range %d: forgetting child %d failed: %s", parent_id, child_id, exc)
+        finally:
+            self._forgetting.discard(child_id)
+
+    async def _watch_leadership(self) -> None:
+        async with self.node.events() as events:
+            async for event in events:
+                if isinstance(event, LeaderChanged) and event.leader == self.node_id:
+                    gid = event.group_id
+                    self._maybe_initialize(gid)
+                    sm = self.ranges.get(gid)
+                    if sm is not None and self._over_threshold(sm):
+                        self._consider_split(gid)
+
+    # ---------------------------------------------------------------- splits
+
+    async def _run_splits(self) -> None:
+        limiter = trio.CapacityLimiter(self.settings.max_concurrent_splits)
+        while True:
+            await self._grown_added.wait()
+            self._grown_added = trio.Event()
+            grown = self._grown
+            self._grown = {}
+            for rid in grown:
+                if rid not in self._busy and self._nursery is not None:
+                    self._busy.add(rid)
+                    self._nursery.start_soon(self._split_when_free, rid, limiter)
+
+    async def _split_when_free(self, range_id: int, limiter: trio.CapacityLimiter) -> None:
+        try:
+            async with limiter:
+                outcome = await self._split(range_id, None)
+        finally:
+            self._busy.discard(range_id)
+        if isinstance(outcome, SplitOutcome):
+            sm = self.ranges.get(range_id)
+            if sm is not None and self._over_threshold(sm):
+                self._consider_split(range_id)
+
+    async def split_range(self, range_id: int, key: bytes | None = None) -> object:
+        """Split a range this node leads at ``key`` (None: its middle key).
+
+        Returns :class:`SplitOutcome`, or :class:`Refused` with the reason.
+        """
+        if range_id in self._busy:
+            return Refused(f"range {range_id} is already splitting")
+        self._busy.add(range_id)
+        try:
+            return await self._split(range_id, key)
+        finally:
+            self._busy.discard(range_id)
+
+    async def _split(self, range_id: int, key: bytes | None) -> object:
+        sm = self.ranges.get(range_id)
+        if sm is None or sm.descriptor is None or not self._leads(range_id):
+            return Refused(f"range {range_id} is not ready and led here")
+        desc = sm.descriptor
+        recorded = self.directory.by_id.get(range_id)
+        if recorded is None or recorded.generation != desc.generation:
+            # The directory must show this range's previous split first, so that
+            # splits are recorded in order; record it now if it went missing.
+            await self._record_previous_split(sm)
+            return Refused(f"the directory does not show {desc.describe()} yet")
+        split_key = sm.middle_key() if key is None else key
+        if split_key is None or not (desc.start < split_key and desc.contains(split_key)):
+            return Refused(f"no split key inside {desc.describe()}")
+        try:
+            right_id = await self._allocate_range_id()
+            self.counters.splits_proposed += 1
+            outcome = await self.node.propose(
+                range_id, pack(Split(split_key, right_id, desc.generation, self.node_id))
+            )
+        except _RETRYABLE as exc:
+            return Refused(f"split of range {range_id} failed: {exc}")
+        if isinstance(outcome, SplitOutcome):
+            await self._record(outcome.left, outcome.right)
+        else:
+            self.counters.splits_refused += 1
+        return outcome
+
+    async def _allocate_range_id(self) -> int:
+        async with self._id_lock:
+            if not self._spare_ids:
+                block = await self.node.propose(
+                    DIRECTORY_ID, pack(AllocateRangeIds(self.settings.id_block))
+                )
+                if not isinstance(block, IdBlock):
+                    raise ProposalDroppedError(f"the directory refused ids: {block!r}")
+                self._spare_ids = list(range(block.first + block.count - 1, block.first - 1, -1))
+            return self._spare_ids.pop()
+
+    async def _record_previous_split(self, sm: RangeStateMachine) -> None:
+        """Record the range's last split if the directory is exactly one split behind."""
+        desc = sm.descriptor
+        recorded = self.directory.by_id.get(sm.range_id)
+        if (
+            desc is not None
+            and sm.last_right is not None
+            and recorded is not None
+            and recorded.generation == desc.generation - 1
+        ):
+            await self._record(desc, sm.last_right)
+
+    async def _repair_record(self, sm: RangeStateMachine) -> None:
+        rid = sm.range_id
+        if rid in self._busy:
+            return
+        self._busy.add(rid)
+        try:
+            await self._record_previous_split(sm)
+        finally:
+            self._busy.discard(rid)
+
+    async def _record(self, left: RangeDescriptor, right: RangeDescriptor) -> None:
+        try:
+            outcome = await self.node.propose(DIRECTORY_ID, pack(RecordSplit(left, right)))
+        except _RETRYABLE as exc:
+            _log.debug("recording the split of %s failed: %s", left.describe(), exc)
+            return
+        if isinstance(outcome, Value):
+            self.counters.splits_recorded += 1
+        else:
+            _log.warning("directory refused the split of %s: %r", left.describe(), outcome)
+
+    # ------------------------------------------------------------ maintenance
+
+    async def _maintain(self) -> None:
+        while True:
+            await trio.sleep(self.settings.maintenance_interval)
+            self.maintenance_pass()
+
+    def maintenance_pass(self) -> None:
+        """Retry what failed and join ranges placed here (runs periodically)."""
+        assert self._nursery is not None
+        spawn = self._nursery.start_soon
+        self._maybe_initialize(DIRECTORY_ID)
+        for rid, sm in list(self.ranges.items()):
+            if not self._leads(rid):
+                continue
+            if not sm.ready:
+                self._maybe_initialize(rid)
+                continue
+            if self._over_threshold(sm):
+                self._consider_split(rid)
+            for child_id in list(sm.children):
+                if self._ready(child_id):
+                    spawn(self._forget_child, rid, child_id)
+            recorded = self.directory.by_id.get(rid)
+            desc = sm.descriptor
+            if recorded is not None and desc is not None and recorded.generation < desc.generation:
+                spawn(self._repair_record, sm)
+        missing = {
+            d.range_id
+            for d in self.directory.descriptors()
+            if self.node_id in d.replicas and d.range_id not in self.ranges
+        }
+        # Join only ranges missing at two passes in a row: a split being applied
+        # right now creates its range through the normal path.
+        for rid in missing & self._missing:
+            spawn(self._join, rid)
+        self._missing = missing - self._missing
+
+    # ------------------------------------------------------------- bootstrap
+
+    async def bootstrap(self, replicas: tuple[int, ...]) -> None:
+        """Create the directory and the first range on ``replicas`` (call on each of them).
+
+        The lowest node id campaigns; whichever node leads then proposes the
+        initial state. Idempotent: groups already hosted (after a restart) are kept.
+        """
+        replicas = tuple(sorted(replicas))
+        campaign = replicas[0] == self.node_id
+        node = self.node
+        hosted = set(node.group_ids())
+        first = RangeDescriptor(FIRST_RANGE_ID, b"", None, 0, replicas)
+        if DIRECTORY_ID not in hosted:
+            init = InitDirectory(first, FIRST_RANGE_ID + 1)
+            self._inits[DIRECTORY_ID] = (pack(init), 0)
+            await node.create_group(
+                DIRECTORY_ID, replicas, state_machine=self.directory, campaign=campaign
+            )
+        if FIRST_RANGE_ID not in hosted:
+            sm = self.ranges[FIRST_RANGE_ID] = RangeStateMachine(FIRST_RANGE_ID, self)
+            self._inits[FIRST_RANGE_ID] = (pack(InitRange(first)), 0)
+            await node.create_group(FIRST_RANGE_ID, replicas, state_machine=sm, campaign=campaign)
+        self._maybe_initialize(DIRECTORY_ID)
+        self._maybe_initialize(FIRST_RANGE_ID)
+
+    async def wait_ready(self, timeout: float = 30.0) -> None:
+        """Wait until this replica applied the directory's and the first range's init."""
+        with trio.fail_after(timeout):
+            while not (self._ready(DIRECTORY_ID) and self._ready(FIRST_RANGE_ID)):
+                await trio.sleep(0.01)
+
+    # --------------------------------------------------------------- serving
+
+    async def handle(self, request: object) -> object:
+        """Answer one request of :mod:`examples.rangekv.protocol`."""
+        try:
+            return await self._dispatch(request)
+        except (GroupNotFoundError, GroupRemovedError) as exc:
+            return NotHosted(exc.group_id)
+        except NotLeaderError as exc:
+            return NotLeader(exc.group_id, exc.leader_hint or 0)
+        except ProposalDroppedError as exc:
+            return Unavailable(str(exc))
+        except ProposalTimeoutError as exc:
+            return Unavailable(str(exc), ambiguous=True)
+        except NodeClosedError as exc:
+            return Unavailable(str(exc), ambiguous=True)
+        except CodecError as exc:
+            return Refused(f"malformed command: {exc}")
+
+    def _redirect(self, range_id: int) -> object | None:
+        """NotHosted/NotLeader when this node should not serve ``range_id``."""
+        if range_id not in self.ranges:
+            return NotHosted(range_id)
+        leader = self.node.leader_of(range_id)
+        if leader is not None and leader != self.node_id:
+            return NotLeader(range_id, leader)
+        return None
+
+    async def _read(self, group_id: int) -> Unavailable | None:
+        """A read barrier on ``group_id``; Unavailable if it took too long."""
+        with trio.move_on_after(self.settings.read_timeout):
+            await self.node.read(group_id)
+            return None
+        return Unavailable(f"read barrier on group {group_id} timed out")
+
+    async def _dispatch(self, request: object) -> object:
+        node = self.node
+        match request:
+            case WriteRequest(range_id=rid, command=command):
+                if opcode_of(command) not in CLIENT_WRITE_OPCODES:
+                    return Refused("only Put, Delete and CompareAndSet may be sent by clients")
+                if (redirect := self._redirect(rid)) is not None:
+                    return redirect
+                write = unpack(command)
+                assert isinstance(write, Put | Delete | CompareAndSet)  # by its opcode
+                # Answer a write that cannot apply without a trip through the log.
+                return self.ranges[rid].check_key(write.key) or await node.propose(rid, command)
+            case GetRequest(range_id=rid, key=key):
+                if (redirect := self._redirect(rid)) is not None:
+                    return redirect
+                return await self._read(rid) or self.ranges[rid].get(key)
+            case ScanRequest(range_id=rid, start=start, end=end, limit=limit):
+                if (redirect := self._redirect(rid)) is not None:
+                    return redirect
+                return await self._read(rid) or self.ranges[rid].scan(start, end, max(1, limit))
+            case LookupRequest(key=key):
+                return await self._read(DIRECTORY_ID) or DescriptorReply(self.directory.lookup(key))
+            case RangesRequest():
+                return await self._read(DIRECTORY_ID) or RangesReply(
+                    tuple(self.directory.descriptors())
+                )
+            case SplitRequest(range_id=rid, key=key):
+                return self._redirect(rid) or await self.split_range(rid, key)
+            case StatsRequest():
+                return StatsReply(self.node_id, self.stats())
+            case DumpRequest():
+                return self.dump()
+            case PrepareReplicaRequest(range_id=rid):
+                await self._join(rid)
+                return Ok()
+            case MembershipRequest(range_id=rid, add=add, remove=remove):
+                if (redirect := self._redirect(rid)) is not None:
+                    return redirect
+                if add:
+                    await node.change_membership(rid, ConfChange(ConfChangeType.ADD_NODE, add))
+                if remove:
+                    cc = ConfChange(ConfChangeType.REMOVE_NODE, remove)
+                    await node.change_membership(rid, cc)
+                return Ok()
+            case DropReplicaRequest(range_id=rid):
+                await node.remove_group(rid)
+                self._forget_range(rid)
+                return Ok()
+            case TransferLeaderRequest(range_id=rid, to_node=to_node):
+                if (redirect := self._redirect(rid)) is not None:
+                    return redirect
+                await node.transfer_leadership(rid, to_node)
+                return Ok()
+            case SetRangeReplicasRequest(range_id=rid, replicas=replicas, changing=changing):
+                command = pack(SetReplicas(tuple(replicas), changing))
+                return self._redirect(rid) or await node.propose(rid, command)
+            case DirectoryReplicasRequest(range_id=rid, replicas=replicas):
+                command = pack(UpdateReplicas(rid, tuple(replicas)))
+                return await node.propose(DIRECTORY_ID, command)
+            case BootstrapRequest(replicas=replicas):
+                await self.bootstrap(tuple(replicas))
+                await self.wait_ready()
+                return Ok()
+        return Refused(f"unknown request {type(request).__name__}")
+
+    # ------------------------------------------------------------ inspection
+
+    def stats(self) -> dict[str, int]:
+        """The node's counters plus the host's, and what it hosts and leads now."""
+        node = self.node
+        out = node.stats()
+        out.update(attrs.asdict(self.counters))
+        gids = node.group_ids()
+        out["leaders"] = sum(1 for g in gids if node.leader_of(g) == self.node_id)
+        out["ranges_hosted"] = len(self.ranges)
+        out["ranges_ready"] = sum(1 for sm in self.ranges.values() if sm.ready)
+        out["directory_ranges"] = len(self.directory)
+        out["keys"] = sum(len(sm.data) for sm in self.ranges.values())
+        return out
+
+    def dump(self) -> DumpReply:
+        """Every range replica hosted here, as applied locally."""
+        node = self.node
+        return DumpReply(
+            self.node_id,
+            tuple(
+                RangeDump(rid, sm.descriptor, node.applied_index(rid), tuple(sm.data.items()))
+                for rid, sm in sorted(self.ranges.items())
+            ),
+        )
+
+
+@asynccontextmanager
+async def open_range_host(
+    config: NodeConfig,
+    *,
+    transport: Transport,
+    data_dir: str | PathLike[str] | None = None,
+    log_engine: LogEngine | None = None,
+    settings: RangeSettings | None = None,
+) -> AsyncIterator[RangeHost]:
+    """Open a node configured for the range store and run its host until the block ends.
+
+    ``config`` is adjusted by :meth:`RangeHost.node_config`. Groups found in the
+    log engine are recovered; on a fresh cluster call :meth:`RangeHost.bootstrap`
+    on every initial node.
+    """
+    host = RangeHost(config.node_id, settings)
+    async with open_node(
+        host.node_config(config), transport=transport, data_dir=data_dir, log_engine=log_engine
+    ) as node:
+        host._node = node
+        async with trio.open_nursery() as nursery:
+            await nursery.start(host._run)
+            try:
+                yield host
+            finally:
+                nursery.cancel_scope.cancel()

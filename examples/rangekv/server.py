@@ -1,0 +1,139 @@
+"""One node of the range store as an operating-system process, over TCP.
+
+::
+
+    python -m examples.rangekv.server --id 1 --data-dir /tmp/kv/1 \\
+        [--listen 127.0.0.1:0] [--rpc 127.0.0.1:0] [--peer 2=127.0.0.1:7002 ...] \\
+        [--split-keys 16] [--tick-interval 0.1]
+
+Peers are dialed over the TCP transport (:mod:`transport.tcp`); clients and
+the demo talk to the host through the RPC port (:mod:`examples.rangekv.rpc`),
+which also accepts ``SetPeersRequest`` so that nodes started on port 0 can be
+introduced to each other. Once listening the process prints one JSON line on
+stdout: ``{"event": "ready", "node": 1, "listen": [host, port], "rpc": [host,
+port]}``. SIGTERM or SIGINT stop it cleanly (exit 0).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import signal
+import sys
+from collections.abc import Sequence
+
+import trio
+
+from examples.rangekv.host import RangeHost, RangeSettings, open_range_host
+from examples.rangekv.protocol import Ok, SetPeersRequest
+from examples.rangekv.rpc import serve_rpc
+from multiraft import NodeConfig
+
+__all__ = ["main"]
+
+_log = logging.getLogger("examples.rangekv.server")
+
+
+def _address(text: str) -> tuple[str, int]:
+    host, _, port = text.rpartition(":")
+    if not host or not port.isdigit() or int(port) > 65535:
+        raise argparse.ArgumentTypeError(f"expected HOST:PORT, got {text!r}")
+    return host.strip("[]"), int(port)
+
+
+def _peer(text: str) -> tuple[int, tuple[str, int]]:
+    node, sep, address = text.partition("=")
+    if not sep or not node.isdigit():
+        raise argparse.ArgumentTypeError(f"expected ID=HOST:PORT, got {text!r}")
+    return int(node), _address(address)
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m examples.rangekv.server", description="run one range store node"
+    )
+    p.add_argument("--id", type=int, required=True, help="this node's id (>= 1)")
+    p.add_argument("--data-dir", required=True, help="directory of the durable log")
+    p.add_argument("--listen", type=_address, default=("127.0.0.1", 0), help="peer HOST:PORT")
+    p.add_argument("--rpc", type=_address, default=("127.0.0.1", 0), help="client HOST:PORT")
+    p.add_argument("--peer", type=_peer, action="append", default=[], help="ID=HOST:PORT")
+    p.add_argument("--cluster-id", default="rangekv", help="peers must agree on it")
+    p.add_argument("--split-keys", type=int, default=0, help="split ranges above this many keys")
+    p.add_argument("--split-bytes", type=int, default=0, help="split ranges above this size")
+    p.add_argument(
+        "--balance-leaders", action="store_true", help="spread new ranges' leaders over nodes"
+    )
+    p.add_argument("--tick-interval", type=float, default=0.1, help="seconds per raft tick")
+    p.add_argument("--log-level", default="WARNING", help="logging level (stderr)")
+    return p
+
+
+async def _run(args: argparse.Namespace) -> None:
+    from transport.tcp import TcpTransportConfig, open_tcp_transport
+
+    transport_config = TcpTransportConfig(
+        node_id=args.id,
+        cluster_id=args.cluster_id,
+        listen_host=args.listen[0],
+        listen_port=args.listen[1],
+        peers=dict(args.peer),
+    )
+    settings = RangeSettings(
+        split_keys=args.split_keys,
+        split_bytes=args.split_bytes,
+        balance_leaders=args.balance_leaders,
+    )
+    config = NodeConfig(args.id, tick_interval=args.tick_interval)
+    rpc_listeners = await trio.open_tcp_listeners(args.rpc[1], host=args.rpc[0])
+    with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+        async with (
+            open_tcp_transport(transport_config) as transport,
+            open_range_host(
+                config, transport=transport, data_dir=args.data_dir, settings=settings
+            ) as host,
+            trio.open_nursery() as nursery,
+        ):
+
+            async def handle(request: object) -> object:
+                if isinstance(request, SetPeersRequest):
+                    for node_id, peer_host, port in request.peers:
+                        if node_id != args.id:
+                            transport.set_peer(node_id, peer_host, port)
+                    return Ok()
+                return await host.handle(request)
+
+            nursery.start_soon(serve_rpc, handle, rpc_listeners)
+            _announce(host, transport.listen_address, rpc_listeners)
+            async for signum in signals:
+                _log.info("node %d stopping on %s", args.id, signal.Signals(signum).name)
+                break
+            nursery.cancel_scope.cancel()
+
+
+def _announce(
+    host: RangeHost, listen: tuple[str, int], rpc_listeners: list[trio.SocketListener]
+) -> None:
+    rpc = rpc_listeners[0].socket.getsockname()[:2]
+    ready = {"event": "ready", "node": host.node_id, "listen": list(listen), "rpc": list(rpc)}
+    print(json.dumps(ready), flush=True)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the node until SIGTERM/SIGINT; 0 on a clean stop, 2 on bad arguments."""
+    args = _parser().parse_args(sys.argv[1:] if argv is None else list(argv))
+    logging.basicConfig(
+        level=args.log_level.upper(),
+        stream=sys.stderr,
+        format=f"%(asctime)s node{args.id} %(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        trio.run(_run, args)
+    except (ValueError, OSError) as exc:
+        print(f"rangekv node: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
