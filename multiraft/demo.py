@@ -287,6 +287,23 @@ async def _run(args: argparse.Namespace, data_root: str) -> None:
         print(_summary(args, data_root, monitor, workload, workload_seconds, report, idle))
 
 
+def _describe_failure(exc: BaseException) -> str:
+    """The message of the first :class:`DemoFailure` inside ``exc``, else its first error."""
+    leaves: list[BaseException] = []
+    stack = [exc]
+    while stack:
+        e = stack.pop(0)
+        if isinstance(e, BaseExceptionGroup):
+            stack.extend(e.exceptions)
+        else:
+            leaves.append(e)
+    for e in leaves:
+        if isinstance(e, DemoFailure):
+            return str(e)
+    first = leaves[0] if leaves else exc
+    return f"{type(first).__name__}: {first}"
+
+
 def main(argv: Sequence[str]) -> int:
     """Run the demo; 0 when every check passed, 1 with the reason otherwise, 2 on bad usage."""
     args = _parser().parse_args(list(argv))
@@ -300,10 +317,8 @@ def main(argv: Sequence[str]) -> int:
     failure: str | None = None
     try:
         trio.run(_run, args, data_root)
-    except DemoFailure as exc:
-        failure = str(exc)
-    except Exception as exc:  # any other failure still ends with a clear message and exit 1
-        failure = f"{type(exc).__name__}: {exc}"
+    except Exception as exc:  # any failure ends with a clear message and exit 1
+        failure = _describe_failure(exc)
     if failure is not None:
         print(f"\nmultiraft demo FAILED: {failure}\n(data kept in {data_root})", file=sys.stderr)
         return 1

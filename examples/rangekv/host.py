@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import logging
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from os import PathLike
 
@@ -44,6 +44,7 @@ from examples.rangekv.commands import (
     IdBlock,
     InitDirectory,
     InitRange,
+    NotReady,
     Put,
     RecordSplit,
     Refused,
@@ -198,6 +199,8 @@ class RangeHost:
         #: Group id -> (packed init command, parent range id) for groups not yet initialized.
         self._inits: dict[int, tuple[bytes, int]] = {}
         self._children: deque[tuple[InitRange, bool]] = deque()
+        #: Ranges queued in ``_children`` or being created from it.
+        self._children_pending: set[int] = set()
         self._children_added = trio.Event()
         self._grown: dict[int, None] = {}
         self._grown_added = trio.Event()
@@ -246,15 +249,17 @@ class RangeHost:
     def range_split(self, parent: RangeStateMachine, child: InitRange, campaigner: int) -> None:
         """Queue the creation of the range a split made (called from ``apply``)."""
         self.counters.splits_applied_here += 1
-        self._children.append((child, campaigner == self.node_id))
-        self._children_added.set()
+        self._queue_child(child, campaigner == self.node_id)
 
     def range_restored(self, sm: RangeStateMachine) -> None:
         """Queue the creation of children a snapshot says are still being initialized."""
         for child in sm.children.values():
-            self._children.append((child, False))
-        if sm.children:
-            self._children_added.set()
+            self._queue_child(child, False)
+
+    def _queue_child(self, child: InitRange, campaign: bool) -> None:
+        self._children.append((child, campaign))
+        self._children_pending.add(child.descriptor.range_id)
+        self._children_added.set()
 
     def range_written(self, sm: RangeStateMachine) -> None:
         """Note a range that may need splitting (only acted on where it is led)."""
@@ -290,7 +295,10 @@ class RangeHost:
             self._children_added = trio.Event()
             while self._children:
                 child, campaign = self._children.popleft()
-                await self.create_split_replica(child, campaign)
+                try:
+                    await self.create_split_replica(child, campaign)
+                finally:
+                    self._children_pending.discard(child.descriptor.range_id)
 
     async def create_split_replica(self, child: InitRange, campaign: bool) -> None:
         """Host this node's replica of a range a split created (in apply order).
@@ -438,7 +446,8 @@ class RangeHost:
     async def split_range(self, range_id: int, key: bytes | None = None) -> object:
         """Split a range this node leads at ``key`` (None: its middle key).
 
-        Returns :class:`SplitOutcome`, or :class:`Refused` with the reason.
+        Returns :class:`SplitOutcome`, :class:`Refused` with the reason, or the
+        redirections ``NotHosted``/``NotLeader``/``NotReady``.
         """
         if range_id in self._busy:
             return Refused(f"range {range_id} is already splitting")
@@ -450,9 +459,13 @@ class RangeHost:
 
     async def _split(self, range_id: int, key: bytes | None) -> object:
         sm = self.ranges.get(range_id)
-        if sm is None or sm.descriptor is None or not self._leads(range_id):
-            return Refused(f"range {range_id} is not ready and led here")
+        if sm is None:
+            return NotHosted(range_id)
+        if not self._leads(range_id):
+            return NotLeader(range_id, self.node.leader_of(range_id) or 0)
         desc = sm.descriptor
+        if desc is None:
+            return NotReady(range_id)
         recorded = self.directory.by_id.get(range_id)
         if recorded is None or recorded.generation != desc.generation:
             # The directory must show this range's previous split first, so that
@@ -550,7 +563,9 @@ class RangeHost:
         missing = {
             d.range_id
             for d in self.directory.descriptors()
-            if self.node_id in d.replicas and d.range_id not in self.ranges
+            if self.node_id in d.replicas
+            and d.range_id not in self.ranges
+            and d.range_id not in self._children_pending
         }
         # Join only ranges missing at two passes in a row: a split being applied
         # right now creates its range through the normal path.
@@ -725,14 +740,16 @@ async def open_range_host(
     data_dir: str | PathLike[str] | None = None,
     log_engine: LogEngine | None = None,
     settings: RangeSettings | None = None,
+    host_factory: Callable[[int, RangeSettings | None], RangeHost] = RangeHost,
 ) -> AsyncIterator[RangeHost]:
     """Open a node configured for the range store and run its host until the block ends.
 
     ``config`` is adjusted by :meth:`RangeHost.node_config`. Groups found in the
     log engine are recovered; on a fresh cluster call :meth:`RangeHost.bootstrap`
-    on every initial node.
+    on every initial node. ``host_factory(node_id, settings)`` makes the host
+    (a subclass may, for example, change how split-created ranges are hosted).
     """
-    host = RangeHost(config.node_id, settings)
+    host = host_factory(config.node_id, settings)
     async with open_node(
         host.node_config(config), transport=transport, data_dir=data_dir, log_engine=log_engine
     ) as node:

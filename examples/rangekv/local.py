@@ -73,11 +73,13 @@ async def open_local_cluster(
     data_root: str | None = None,
     engines: dict[int, LogEngine] | None = None,
     network: MemoryNetwork | None = None,
+    host_factory: Callable[[int, RangeSettings | None], RangeHost] = RangeHost,
 ) -> AsyncIterator[LocalCluster]:
     """Run a host per node id until the block ends.
 
     Node ``i`` keeps its logs in the durable engine under ``data_root/node<i>``
     when ``data_root`` is given, else in ``engines[i]`` when given, else in memory.
+    ``host_factory`` is passed to :func:`~examples.rangekv.host.open_range_host`.
     """
     cluster = LocalCluster(network or MemoryNetwork())
     async with AsyncExitStack() as stack:
@@ -90,6 +92,7 @@ async def open_local_cluster(
                     data_dir=data_dir,
                     log_engine=None if engines is None else engines.get(node_id),
                     settings=settings,
+                    host_factory=host_factory,
                 )
             )
             cluster.hosts[node_id] = host
