@@ -14,7 +14,7 @@ import trio.testing
 
 from examples.rangekv.commands import InitRange, SplitOutcome
 from examples.rangekv.host import RangeHost, RangeSettings
-from multiraft import LeaderChanged
+from multiraft import EventSubscription, LeaderChanged
 from rangekv_support import kv_cluster, wait_for
 
 ELECTION_TICKS = 10
@@ -45,21 +45,21 @@ def _leader_events(events: list[object], group_id: int) -> list[tuple[int | None
     ]
 
 
+async def _pump(subscription: EventSubscription, out: list[object]) -> None:
+    async for event in subscription:
+        out.append(event)
+
+
 async def _record_events(
-    cluster_hosts: dict[int, RangeHost],
+    hosts: dict[int, RangeHost],
     into: dict[int, list[object]],
     task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
 ) -> None:
+    """Record every event of every node from now on into ``into[node_id]``."""
     async with trio.open_nursery() as nursery:
-        for node_id, host in cluster_hosts.items():
-            subscription = host.node.events()
+        for node_id, host in hosts.items():
             into[node_id] = []
-
-            async def pump(sub: object = subscription, out: list[object] = into[node_id]) -> None:
-                async for event in sub:  # type: ignore[attr-defined]
-                    out.append(event)
-
-            nursery.start_soon(pump)
+            nursery.start_soon(_pump, host.node.events(), into[node_id])
         task_status.started()
 
 
