@@ -62,6 +62,8 @@ class NodeConfig:
       compact the log once this many entries / command bytes were applied since
       the last one (0 disables that trigger); ``snapshot_keep_entries`` entries
       stay in the log behind the snapshot for followers that lag a little.
+    * ``max_concurrent_snapshot_sends``: snapshots this node may have in flight
+      at once, over all its groups (a group never has more than one).
     * ``unknown_group_policy``: see :class:`UnknownGroupPolicy`;
       ``unknown_group_buffer_groups`` and ``unknown_group_buffer_messages`` bound the
       buffer (groups, messages per group); ``unknown_group_create_limit`` bounds the
@@ -92,6 +94,7 @@ class NodeConfig:
     snapshot_entries: int = 10_000
     snapshot_bytes: int = 0
     snapshot_keep_entries: int = 100
+    max_concurrent_snapshot_sends: int = 8
     unknown_group_policy: UnknownGroupPolicy = UnknownGroupPolicy.BUFFER
     unknown_group_buffer_groups: int = 1024
     unknown_group_buffer_messages: int = 16
@@ -137,6 +140,7 @@ class NodeConfig:
         _int_at_least("snapshot_entries", self.snapshot_entries, 0)
         _int_at_least("snapshot_bytes", self.snapshot_bytes, 0)
         _int_at_least("snapshot_keep_entries", self.snapshot_keep_entries, 0)
+        _int_at_least("max_concurrent_snapshot_sends", self.max_concurrent_snapshot_sends, 1)
         if not isinstance(self.unknown_group_policy, UnknownGroupPolicy):
             raise ValueError(
                 "unknown_group_policy must be an UnknownGroupPolicy, "

@@ -6,6 +6,7 @@ from multiraft.raft.errors import ProposalDroppedError
 
 __all__ = [
     "GroupExistsError",
+    "GroupFailedError",
     "GroupNotFoundError",
     "GroupRemovedError",
     "MultiraftError",
@@ -37,6 +38,19 @@ class GroupRemovedError(MultiraftError):
     def __init__(self, group_id: int) -> None:
         super().__init__(f"group {group_id} was removed from this node")
         self.group_id = group_id
+
+
+class GroupFailedError(MultiraftError):
+    """The group was stopped on this node: its raft refused an input as impossible.
+
+    ``reason`` names the broken invariant (for instance an append that conflicts
+    with committed entries, which only a faulty or hostile peer sends).
+    """
+
+    def __init__(self, group_id: int, reason: str) -> None:
+        super().__init__(f"group {group_id} was stopped on this node: {reason}")
+        self.group_id = group_id
+        self.reason = reason
 
 
 class GroupExistsError(MultiraftError, ValueError):

@@ -15,6 +15,7 @@ __all__ = [
     "EventHub",
     "EventSubscription",
     "GroupCreated",
+    "GroupFailed",
     "GroupRemoved",
     "LeaderChanged",
     "MembershipChanged",
@@ -54,7 +55,19 @@ class GroupRemoved:
     group_id: int
 
 
-Event = LeaderChanged | MembershipChanged | GroupCreated | GroupRemoved
+@attrs.frozen(slots=True)
+class GroupFailed:
+    """This node stopped ``group_id``: its raft refused an input as impossible.
+
+    ``reason`` names the broken invariant. The group no longer votes or
+    acknowledges here; requests for it raise ``GroupFailedError``.
+    """
+
+    group_id: int
+    reason: str
+
+
+Event = LeaderChanged | MembershipChanged | GroupCreated | GroupRemoved | GroupFailed
 
 
 class EventSubscription:

@@ -13,21 +13,32 @@ from __future__ import annotations
 from multiraft.frames import Frame, GroupMessage, HeartbeatRecord
 from multiraft.raft.types import Message, MessageType
 
-__all__ = ["Outbox", "heartbeat_message", "heartbeat_response_message"]
+__all__ = ["QUIESCE_CONTEXT", "Outbox", "heartbeat_message", "heartbeat_response_message"]
+
+#: Context of a leader's quiesce heartbeat. Raft echoes a heartbeat's context in
+#: its response, so a response carrying it without the quiesce flag tells the
+#: leader that this follower refused to quiesce (the group must stay awake),
+#: while a response without it is an answer to an older heartbeat. Read requests
+#: use 16-byte contexts, so the two never meet.
+QUIESCE_CONTEXT = b"\x00quiesce"
 
 _HEARTBEAT = MessageType.HEARTBEAT
 _HEARTBEAT_RESP = MessageType.HEARTBEAT_RESP
+_SNAP = MessageType.SNAP
 
 
 class Outbox:
     """The frames of one ready cycle being assembled, one per destination node."""
 
-    __slots__ = ("frames", "heartbeats_coalesced", "node_id")
+    __slots__ = ("frames", "heartbeats_coalesced", "node_id", "snapshots")
 
     def __init__(self, node_id: int) -> None:
         self.node_id = node_id
         self.frames: dict[int, Frame] = {}
+        #: Heartbeats and responses routed as records (the sender takes and resets it).
         self.heartbeats_coalesced = 0
+        #: Snapshot messages routed (the sender takes and resets it).
+        self.snapshots = 0
 
     def frame(self, to_node: int) -> Frame:
         """The frame for ``to_node``, created on first use."""
@@ -50,12 +61,14 @@ class Outbox:
             )
             self.heartbeats_coalesced += 1
         else:
+            if t is _SNAP:
+                self.snapshots += 1
             self.frame(m.to).messages.append(GroupMessage(group_id, m))
 
     def add_quiesce(self, group_id: int, from_: int, to: int, term: int, commit: int) -> None:
         """A leader's heartbeat asking ``to`` to quiesce ``group_id``."""
         self.frame(to).heartbeats.append(
-            HeartbeatRecord(group_id, from_, to, term, commit, b"", True)
+            HeartbeatRecord(group_id, from_, to, term, commit, QUIESCE_CONTEXT, True)
         )
         self.heartbeats_coalesced += 1
 

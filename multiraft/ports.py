@@ -7,7 +7,7 @@ them at module level.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 import attrs
 
@@ -15,7 +15,14 @@ from multiraft.frames import Frame, SnapshotOutcome
 from multiraft.raft.storage import Storage
 from multiraft.raft.types import ConfState, Entry, HardState, Snapshot
 
-__all__ = ["GroupStorage", "GroupWrite", "LogEngine", "Transport", "WriteBatch"]
+__all__ = [
+    "GroupStorage",
+    "GroupWrite",
+    "LogEngine",
+    "RemovedGroupsLog",
+    "Transport",
+    "WriteBatch",
+]
 
 
 @attrs.define(slots=True)
@@ -79,6 +86,20 @@ class LogEngine(Protocol):
 
     def close(self) -> None:
         """Release files and resources; later calls are errors."""
+        ...
+
+
+@runtime_checkable
+class RemovedGroupsLog(Protocol):
+    """An optional part of a :class:`LogEngine`: it remembers removed groups.
+
+    An engine whose ``remove_group`` leaves a durable tombstone implements this;
+    a node opened on it refuses to host those groups again and drops their
+    messages, across restarts. Without it, tombstones last as long as the node.
+    """
+
+    def removed_groups(self) -> Iterable[int]:
+        """Groups removed from this engine (their tombstones)."""
         ...
 
 

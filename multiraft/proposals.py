@@ -13,7 +13,7 @@ import struct
 
 import trio
 
-__all__ = ["HEADER_SIZE", "Waiter", "decode_header", "encode_header"]
+__all__ = ["HEADER_SIZE", "Proposal", "Waiter", "decode_header", "encode_header"]
 
 _HEADER = struct.Struct(">QQ")
 #: Bytes of the proposal header.
@@ -66,3 +66,14 @@ class Waiter:
         if self._error is not None:
             raise self._error
         return self._value
+
+
+class Proposal:
+    """A command queued for the driver: its payload (header included) and its waiter."""
+
+    __slots__ = ("data", "seq", "waiter")
+
+    def __init__(self, data: bytes, seq: int, waiter: Waiter) -> None:
+        self.data = data
+        self.seq = seq
+        self.waiter = waiter

@@ -15,14 +15,16 @@ from heapq import heappop, heappush
 import attrs
 
 from multiraft.ports import GroupStorage, GroupWrite
-from multiraft.proposals import HEADER_SIZE, Waiter, decode_header
+from multiraft.proposals import HEADER_SIZE, Proposal, Waiter, decode_header
 from multiraft.raft.rawnode import RawNode, Ready
-from multiraft.raft.types import ConfState, Entry, EntryType, Snapshot
+from multiraft.raft.types import NONE, ConfState, Entry, EntryType, Snapshot, StateType
 from multiraft.state_machine import StateMachine
 
 __all__ = ["AppliedBatch", "Replica", "SnapshotPolicy"]
 
 _log = logging.getLogger("multiraft.replica")
+
+_FOLLOWER = StateType.FOLLOWER
 
 
 @attrs.frozen(slots=True)
@@ -51,13 +53,15 @@ class AppliedBatch:
 
     ``results`` holds ``(index, proposer node, proposer seq, value, failed)``
     for every applied command; ``snapshot_data`` is set when the policy took a
-    snapshot at ``applied``, whose term is ``applied_term``.
+    snapshot at ``applied``, whose term is ``applied_term``. ``stopped`` says a
+    membership change stopped the group midway (nothing after it was applied).
     """
 
     results: list[tuple[int, int, int, object, bool]] = attrs.field(factory=list)
     applied: int = 0
     applied_term: int = 0
     snapshot_data: bytes | None = None
+    stopped: bool = False
 
 
 class Replica:
@@ -67,12 +71,16 @@ class Replica:
         "applied",
         "applying",
         "blocking",
+        "bootstrap_index",
         "bytes_since_snapshot",
+        "campaign_waiters",
         "conf_state",
         "entries_since_snapshot",
+        "failed",
         "group_id",
         "index_waiters",
         "last_leader",
+        "last_request_tick",
         "leader",
         "node_id",
         "ops",
@@ -86,6 +94,7 @@ class Replica:
         "removed",
         "state_machine",
         "storage",
+        "wants_campaign",
     )
 
     def __init__(
@@ -117,8 +126,19 @@ class Replica:
         self.last_leader = 0
         self.quiesced = False
         self.removed = False
-        #: Requests for the driver to run against the RawNode, in order.
-        self.ops: list[Callable[[Replica], None]] = []
+        #: Why raft stopped this group (it refused an input as impossible), or None.
+        self.failed: str | None = None
+        #: Entries up to this index are the bootstrap membership this node gave raft
+        #: itself when it created the group (raft's configuration already holds them).
+        self.bootstrap_index = 0
+        #: The node tick at which a caller last queued a request (campaigns aside).
+        self.last_request_tick = -2
+        #: A campaign waits until the committed membership entries are applied.
+        self.wants_campaign = False
+        self.campaign_waiters: list[Waiter] = []
+        #: Requests for the driver to run against the RawNode, in order; queued
+        #: proposals are gathered into one raft proposal per cycle.
+        self.ops: list[Callable[[Replica], None] | Proposal] = []
         #: Proposals of this node, by sequence number.
         self.proposal_waiters: dict[int, Waiter] = {}
         #: Leader-side proposals by the index they were appended at, to detect loss.
@@ -142,11 +162,34 @@ class Replica:
         """Whether any proposal, read or driver request is outstanding."""
         return bool(
             self.ops
+            or self.wants_campaign
             or self.proposal_waiters
             or self.read_waiters
             or self.reads_awaiting_apply
             or self.applying is not None
         )
+
+    def campaign(self) -> None:
+        """Start an election unless one is pointless or already under way.
+
+        A no-op when this replica leads, campaigns, follows a known leader or voted
+        for another candidate in this term. Raft refuses to campaign over committed
+        membership entries not yet applied (a new group's bootstrap): the campaign
+        then waits for them (the driver calls again once they are applied).
+        """
+        raft = self.rawnode.raft
+        log = raft.raft_log
+        if log.applied < log.committed:
+            self.wants_campaign = True
+            return
+        self.wants_campaign = False
+        if raft.state is _FOLLOWER and raft.lead == NONE and raft.vote in (NONE, raft.id):
+            self.rawnode.campaign()
+        waiters = self.campaign_waiters
+        if waiters:
+            self.campaign_waiters = []
+            for w in waiters:
+                w.set_result(None)
 
     def write_for_next_batch(self) -> GroupWrite:
         """The coordinator's own pending write for this group (created on first use)."""
@@ -157,11 +200,19 @@ class Replica:
 
     # -------------------------------------------------- state machine side
 
-    def apply_commands(self, entries: list[Entry]) -> AppliedBatch:
-        """Apply the normal entries of ``entries`` to the state machine, in order.
+    def apply_commands(
+        self,
+        entries: list[Entry],
+        on_conf_change: Callable[[Replica, Entry], bool] | None = None,
+    ) -> AppliedBatch:
+        """Apply ``entries`` in log order: commands to the state machine, membership
+        changes through ``on_conf_change``.
 
-        Conf change entries only advance the applied index here (the driver applies
-        them to raft). Takes a snapshot when the policy says so.
+        ``on_conf_change(replica, entry)`` applies one membership change (the driver's job:
+        it touches raft) and returns False if that stopped the group; applying then
+        stops and ``stopped`` is set. Without it (a worker thread applying for a
+        blocking state machine) membership entries only advance the applied index:
+        the driver applied them before. Takes a snapshot when the policy says so.
         """
         out = AppliedBatch()
         sm = self.state_machine
@@ -171,7 +222,12 @@ class Replica:
         for e in entries:
             n += 1
             data = e.data
-            if e.type is not EntryType.NORMAL or not data:
+            if e.type is not EntryType.NORMAL:
+                if on_conf_change is not None and not on_conf_change(self, e):
+                    out.stopped = True
+                    return out
+                continue
+            if not data:
                 continue
             if len(data) >= HEADER_SIZE:
                 proposer, seq = decode_header(data)
@@ -234,4 +290,9 @@ class Replica:
         self.index_waiters.clear()
         self.read_waiters.clear()
         self.reads_awaiting_apply.clear()
+        # Queued proposals have their waiters in proposal_waiters too.
         self.ops.clear()
+        for w in self.campaign_waiters:
+            w.set_error(error)
+        self.campaign_waiters.clear()
+        self.wants_campaign = False

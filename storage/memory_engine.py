@@ -22,11 +22,12 @@ class MemoryLogEngine:
     ``syncs`` counts calls to :meth:`write` (each stands for one durable sync).
     """
 
-    __slots__ = ("_closed", "_groups", "_written", "syncs")
+    __slots__ = ("_closed", "_groups", "_removed", "_written", "syncs")
 
     def __init__(self) -> None:
         self._groups: dict[int, MemoryStorage] = {}
         self._written: set[int] = set()
+        self._removed: set[int] = set()
         self._closed = False
         self.syncs = 0
 
@@ -52,6 +53,8 @@ class MemoryLogEngine:
     def _apply(self, gw: GroupWrite) -> None:
         s = self.storage(gw.group_id)
         self._written.add(gw.group_id)
+        # As in the durable engine, a removed group written again comes back.
+        self._removed.discard(gw.group_id)
         if gw.snapshot is not None:
             s.apply_snapshot(gw.snapshot)
         if gw.entries:
@@ -75,10 +78,17 @@ class MemoryLogEngine:
         return sorted(self._written)
 
     def remove_group(self, group_id: int) -> None:
-        """Drop all state of ``group_id`` (nothing happens if it has none)."""
+        """Drop all state of ``group_id`` and keep a tombstone for it."""
         self._check_open()
         self._groups.pop(group_id, None)
         self._written.discard(group_id)
+        self._removed.add(group_id)
+
+    def removed_groups(self) -> list[int]:
+        """Tombstones of removed groups, ascending (they survive a node restart on
+        this engine, as the durable engine's do)."""
+        self._check_open()
+        return sorted(self._removed)
 
     def close(self) -> None:
         """Refuse every later call."""

@@ -103,7 +103,7 @@ async def test_flood_of_unknown_group_ids_keeps_the_buffer_bounded(
     async with Cluster(2, unknown_group_buffer_groups=100, unknown_group_buffer_messages=2) as c:
         node = c.nodes[2]
         for start in range(0, 10_000, 1000):
-            node._inbound.append(_frame_for_groups(1, 2, range(start, start + 1000), 3))
+            node._inbound.items.append(_frame_for_groups(1, 2, range(start, start + 1000), 3))
         node._signal()
         await wait_until(lambda: not node._inbound, 1)
         stats = node.stats()
@@ -119,7 +119,7 @@ async def test_drop_policy_drops_messages_for_unknown_groups(
 ) -> None:
     async with Cluster(2, unknown_group_policy=UnknownGroupPolicy.DROP) as c:
         node = c.nodes[2]
-        node._inbound.append(_frame_for_groups(1, 2, range(50)))
+        node._inbound.items.append(_frame_for_groups(1, 2, range(50)))
         node._signal()
         await wait_until(lambda: not node._inbound, 1)
         stats = node.stats()
@@ -152,7 +152,7 @@ async def test_create_policy_hosts_the_group_and_its_flood_is_bounded(
         assert c.nodes[2].status(1).hard_state.term == 2
         # Messages from a stranger for new ids: at most 10 empty replicas are created.
         node = c.nodes[2]
-        node._inbound.append(_frame_for_groups(1, 2, range(100, 1100)))
+        node._inbound.items.append(_frame_for_groups(1, 2, range(100, 1100)))
         node._signal()
         await wait_until(lambda: not node._inbound, 1)
         assert node.stats()["groups"] == 1 + 10

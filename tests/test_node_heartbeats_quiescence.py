@@ -157,7 +157,7 @@ async def test_quiesce_heartbeat_with_a_stale_term_keeps_the_follower_awake(
         node2 = c.nodes[2]
         assert not node2.is_quiesced(1)
         # A forged quiesce record from an older term must not put node 2 to sleep.
-        node2._inbound.append(
+        node2._inbound.items.append(
             Frame(1, 2, heartbeats=[HeartbeatRecord(1, 1, 2, term - 1, commit, b"", True)])
         )
         node2._signal()

@@ -8,12 +8,17 @@ call ``advance(ready)`` before asking for the next one.
 
 from __future__ import annotations
 
+import functools
+
 import attrs
 
 from multiraft.raft.config import Config
 from multiraft.raft.errors import StepLocalMsgError, StepPeerNotFoundError
+from multiraft.raft.inflights import Inflights
 from multiraft.raft.progress import Progress
+from multiraft.raft.quorum import JointConfig, MajorityConfig
 from multiraft.raft.raft import Raft
+from multiraft.raft.tracker import TrackerConfig
 from multiraft.raft.types import (
     EMPTY_HARD_STATE,
     NONE,
@@ -77,6 +82,12 @@ class Status:
     lead_transferee: int
 
 
+@functools.lru_cache(maxsize=1024)
+def _add_node_bytes(node_id: int) -> bytes:
+    # Every replica of every group bootstraps the same few peers: encode each once.
+    return ConfChange(ConfChangeType.ADD_NODE, node_id).to_bytes()
+
+
 def _must_sync(st: HardState, prev: HardState, entries: int) -> bool:
     # Term and vote guard election safety and new entries guard the log; a
     # commit-only change can be recovered from the leader, so it needs no fsync.
@@ -112,17 +123,31 @@ class RawNode:
         self._prev_hard_state = EMPTY_HARD_STATE
         r.become_follower(1, NONE)
         ents = [
-            Entry(
-                1, i + 1, EntryType.CONF_CHANGE, ConfChange(ConfChangeType.ADD_NODE, pid).to_bytes()
-            )
+            Entry(1, i + 1, EntryType.CONF_CHANGE, _add_node_bytes(pid))
             for i, pid in enumerate(peers)
         ]
         r.raft_log.append(ents)
         # The entries are committed (every member bootstraps the same ones) but not
         # applied: the application applies them, and the adds are idempotent.
         r.raft_log.committed = len(ents)
-        for pid in peers:
-            r.apply_conf_change(ConfChange(ConfChangeType.ADD_NODE, pid).as_v2())
+        # Adding the peers one by one (one simple change each, as the entries say)
+        # ends in this configuration; building it at once costs one switch instead
+        # of one validated copy of the tracker per peer.
+        trk = r.trk
+        if trk.progress or trk.config.voters.ids():
+            # Not the usual empty start: apply the changes one by one, validated.
+            for pid in peers:
+                r.apply_conf_change(ConfChange(ConfChangeType.ADD_NODE, pid).as_v2())
+            return
+        config = TrackerConfig(JointConfig(MajorityConfig(peers)))
+        last = max(r.raft_log.last_index(), 1)
+        progress = {
+            pid: Progress(
+                last, Inflights(trk.max_inflight, trk.max_inflight_bytes), recent_active=True
+            )
+            for pid in peers
+        }
+        r.switch_to_config(config, progress)
 
     def tick(self) -> None:
         """Advance logical time by one tick."""

@@ -1,0 +1,217 @@
+"""Applying what a ready cycle committed: membership changes, commands, snapshots.
+
+After a cycle persisted and sent everything, each group's committed entries go
+to raft (membership changes) and to its state machine (commands); results go
+back to the callers waiting on this node, and the group's ``RawNode`` is
+advanced. A ``blocking`` state machine is driven from a worker thread instead,
+so a slow group does not stall the others.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import trio
+
+from multiraft.groups import GroupTable
+from multiraft.proposals import decode_header
+from multiraft.raft.errors import ProposalDroppedError, RaftError
+from multiraft.raft.rawnode import Ready
+from multiraft.raft.types import (
+    ConfChange,
+    ConfChangeV2,
+    Entry,
+    EntryType,
+    Snapshot,
+    SnapshotMetadata,
+    StateType,
+)
+from multiraft.replica import AppliedBatch, Replica
+
+__all__ = ["Applier"]
+
+_log = logging.getLogger("multiraft.node")
+
+_NORMAL = EntryType.NORMAL
+_LEADER = StateType.LEADER
+
+#: Starts a task in the node's nursery: ``start_soon(fn, *args)``.
+StartSoon = Callable[..., Any]
+
+
+class Applier:
+    """Applies one group's Ready after it was persisted and sent, then advances it."""
+
+    __slots__ = ("_conf_change", "_limiter", "_settled", "_signal", "_start_soon", "_table")
+
+    def __init__(
+        self,
+        table: GroupTable,
+        start_soon: StartSoon,
+        signal: Callable[[], None],
+        settled: Callable[[Replica], None],
+    ) -> None:
+        """``settled(r)`` is called after each advance of a leader with nothing to do."""
+        self._table = table
+        self._settled = settled
+        self._start_soon = start_soon
+        self._signal = signal
+        self._conf_change = self._apply_conf_change
+        #: Worker threads applying for blocking state machines at once.
+        self._limiter = trio.CapacityLimiter(4)
+
+    def apply(self, r: Replica, rd: Ready) -> None:
+        """Apply ``rd`` to ``r`` and advance its ``RawNode`` (or hand it to a thread)."""
+        if r.blocking and (rd.committed_entries or rd.snapshot is not None):
+            self._apply_in_thread(r, rd)
+            return
+        if rd.snapshot is not None:
+            self._restored(r, rd.snapshot)
+        ents = rd.committed_entries
+        if ents:
+            batch = r.apply_commands(ents, self._conf_change)
+            if batch.stopped:
+                return
+            self._deliver(r, batch, ents)
+        self._advance(r, rd)
+
+    def _advance(self, r: Replica, rd: Ready) -> None:
+        rn = r.rawnode
+        rn.advance(rd)
+        if r.wants_campaign:
+            r.campaign()
+        if r.pending_write is not None or rn.has_ready():
+            self._table.dirty[r] = None
+        elif rn.raft.state is _LEADER:
+            self._settled(r)
+
+    # ------------------------------------------------------------ snapshots
+
+    def _restored(self, r: Replica, snap: Snapshot) -> None:
+        r.restore(snap)
+        self._table.counters.snapshots_restored += 1
+        self._after_restore(r, snap)
+
+    def _after_restore(self, r: Replica, snap: Snapshot) -> None:
+        meta = snap.metadata
+        r.bootstrap_index = 0
+        self._table.set_conf_state(r, meta.conf_state, meta.index, persist=False)
+        r.index_waiters = {i: s for i, s in r.index_waiters.items() if i > meta.index}
+
+    # ----------------------------------------------------------- membership
+
+    def _apply_conf_changes(self, r: Replica, ents: list[Entry]) -> bool:
+        """Apply the membership changes among ``ents``; False if that stopped the group."""
+        return all(e.type is _NORMAL or self._apply_conf_change(r, e) for e in ents)
+
+    def _apply_conf_change(self, r: Replica, e: Entry) -> bool:
+        """Apply the membership change entry ``e``; False if that stopped the group."""
+        table = self._table
+        if e.index <= r.bootstrap_index:
+            # The membership this node bootstrapped raft with: raft has it already.
+            if e.index == r.bootstrap_index:
+                r.bootstrap_index = 0
+                table.set_conf_state(r, r.conf_state, e.index, persist=True)
+            return True
+        cc: ConfChange | ConfChangeV2
+        try:
+            if e.type is EntryType.CONF_CHANGE:
+                cc = ConfChange.from_bytes(e.data)
+            else:
+                cc = ConfChangeV2.from_bytes(e.data)
+        except ValueError:
+            _log.error("group %d: undecodable conf change at %d", r.group_id, e.index)
+            return True
+        try:
+            cs = r.rawnode.apply_conf_change(cc)
+        except (AssertionError, RaftError) as exc:
+            # A committed change raft cannot apply: this replica cannot go on.
+            table.fail(r, exc)
+            return False
+        table.set_conf_state(r, cs, e.index, persist=True)
+        proposer, seq = decode_header(cc.context)
+        if proposer == table.node_id:
+            waiter = r.proposal_waiters.pop(seq, None)
+            if waiter is not None:
+                waiter.set_result(cs)
+        return True
+
+    # ------------------------------------------------------------- results
+
+    def _deliver(self, r: Replica, batch: AppliedBatch, ents: list[Entry]) -> None:
+        table = self._table
+        node_id = table.node_id
+        waiters = r.proposal_waiters
+        table.counters.commands_applied += len(batch.results)
+        if waiters:
+            for _, proposer, seq, value, failed in batch.results:
+                if proposer != node_id:
+                    continue
+                waiter = waiters.pop(seq, None)
+                if waiter is None:
+                    continue
+                if failed:
+                    assert isinstance(value, BaseException)
+                    waiter.set_error(value)
+                else:
+                    waiter.set_result(value)
+        if r.index_waiters:
+            index_waiters = r.index_waiters
+            for e in ents:
+                lost = index_waiters.pop(e.index, None)
+                if lost is None:
+                    continue
+                waiter = waiters.pop(lost, None)
+                if waiter is not None:
+                    waiter.set_error(
+                        ProposalDroppedError(
+                            f"group {r.group_id}: the entry at index {e.index} was replaced"
+                            " (leadership changed or the proposal was refused)"
+                        )
+                    )
+        if r.reads_awaiting_apply:
+            r.release_reads()
+        if batch.snapshot_data is not None:
+            meta = SnapshotMetadata(r.conf_state, batch.applied, batch.applied_term)
+            w = r.write_for_next_batch()
+            w.created_snapshot = Snapshot(meta, batch.snapshot_data)
+            keep = table.policy.keep_entries
+            w.compact_to = batch.applied - keep if batch.applied > keep else 0
+            table.counters.snapshots_taken += 1
+            table.dirty[r] = None
+
+    # ------------------------------------------------- blocking state machines
+
+    def _apply_in_thread(self, r: Replica, rd: Ready) -> None:
+        """Hand a blocking state machine's work to a worker thread; advance when done."""
+        r.applying = rd
+        snap = rd.snapshot
+        ents = rd.committed_entries
+        if snap is not None:
+            self._after_restore(r, snap)
+        if ents and not self._apply_conf_changes(r, ents):
+            r.applying = None
+            return
+        self._start_soon(self._run_applier, r, rd)
+
+    async def _run_applier(self, r: Replica, rd: Ready) -> None:
+        snap = rd.snapshot
+        ents = rd.committed_entries
+
+        def work() -> AppliedBatch:
+            if snap is not None:
+                r.restore(snap)
+            return r.apply_commands(ents) if ents else AppliedBatch()
+
+        batch = await trio.to_thread.run_sync(work, limiter=self._limiter)
+        r.applying = None
+        if r.removed or r.failed is not None:
+            return
+        if snap is not None:
+            self._table.counters.snapshots_restored += 1
+        self._deliver(r, batch, ents)
+        self._advance(r, rd)
+        self._table.dirty[r] = None
+        self._signal()

@@ -1,0 +1,257 @@
+"""The replicas a node hosts, and the sets its driver works from.
+
+Each hosted group has one :class:`~multiraft.replica.Replica`. The table keeps
+them by id, knows which are ticked (``active``: not quiesced) and which have
+work for the next ready cycle (``dirty``), builds new replicas, and keeps the
+node's peer liveness in step with the memberships of its groups.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from multiraft.config import NodeConfig
+from multiraft.counters import NodeCounters
+from multiraft.errors import GroupFailedError
+from multiraft.events import EventHub, GroupCreated, GroupFailed, MembershipChanged
+from multiraft.liveness import PeerLiveness
+from multiraft.ports import LogEngine
+from multiraft.raft.config import Config
+from multiraft.raft.rawnode import RawNode
+from multiraft.raft.types import ConfState
+from multiraft.replica import Replica, SnapshotPolicy
+from multiraft.snapshot_sends import GatedStorage, SnapshotSends
+from multiraft.state_machine import StateMachine
+from multiraft.unknown_groups import UnknownGroups
+
+__all__ = ["GroupTable"]
+
+_log = logging.getLogger("multiraft.node")
+
+_MASK64 = (1 << 64) - 1
+
+
+def _group_seed(seed: int, group_id: int, node_id: int) -> int:
+    # Distinct, well-mixed election randomization per (group, node), reproducible.
+    x = (
+        (seed * 0x9E3779B97F4A7C15)
+        ^ (group_id * 0xBF58476D1CE4E5B9)
+        ^ (node_id * 0x94D049BB133111EB)
+    )
+    return x & _MASK64
+
+
+def members(cs: ConfState) -> set[int]:
+    """Every node in a membership: voters, learners, outgoing and staged."""
+    return {*cs.voters, *cs.learners, *cs.voters_outgoing, *cs.learners_next}
+
+
+class GroupTable:
+    """The hosted replicas of one node and the driver's working sets.
+
+    ``active`` and ``dirty`` are insertion-ordered dicts used as sets, so the
+    order in which groups are visited (and so the order of messages and of a
+    simulated network's random draws) is the same run after run.
+    """
+
+    __slots__ = (
+        "_bootstrap_conf",
+        "active",
+        "config",
+        "counters",
+        "dirty",
+        "engine",
+        "events",
+        "liveness",
+        "node_id",
+        "policy",
+        "replicas",
+        "snapshot_sends",
+        "tick",
+        "uninitialized",
+        "unknown",
+    )
+
+    def __init__(
+        self,
+        config: NodeConfig,
+        engine: LogEngine,
+        events: EventHub,
+        counters: NodeCounters,
+    ) -> None:
+        self.config = config
+        self.node_id = config.node_id
+        self.engine = engine
+        self.events = events
+        self.counters = counters
+        self.policy = SnapshotPolicy(
+            config.snapshot_entries, config.snapshot_bytes, config.snapshot_keep_entries
+        )
+        self.replicas: dict[int, Replica] = {}
+        #: Groups that are ticked (not quiesced, not failed).
+        self.active: dict[Replica, None] = {}
+        #: Groups with work for the next ready cycle.
+        self.dirty: dict[Replica, None] = {}
+        #: Hosted groups that do not know their membership yet (created for a message).
+        self.uninitialized: set[int] = set()
+        self.liveness = PeerLiveness(config.peer_timeout_ticks)
+        self.unknown = UnknownGroups(
+            config.unknown_group_buffer_groups, config.unknown_group_buffer_messages
+        )
+        self.snapshot_sends = SnapshotSends(config.max_concurrent_snapshot_sends)
+        #: The node's current tick.
+        self.tick = 0
+        #: Membership of a new group by its sorted members (most groups share a few).
+        self._bootstrap_conf: dict[tuple[int, ...], ConfState] = {}
+
+    # ---------------------------------------------------------------- hosting
+
+    def host(
+        self,
+        group_id: int,
+        state_machine: StateMachine,
+        peers: list[int] | None,
+        *,
+        lazily: bool,
+        restored: bool = False,
+    ) -> Replica:
+        """Start hosting ``group_id``: recover it from the engine, or bootstrap it
+        with ``peers`` (None: start empty and learn the membership from the leader).
+
+        ``restored`` says the caller already restored the state machine from the
+        engine's snapshot.
+        """
+        cfg = self.config
+        node_id = self.node_id
+        stored = self.engine.storage(group_id)
+        hs, cs = stored.initial_state()
+        existing = stored.last_index() > 0 or not hs.is_empty() or not cs.is_empty()
+        applied = 0
+        snap = None
+        if existing:
+            snap = stored.snapshot()
+            applied = snap.metadata.index
+        rawnode = RawNode(
+            Config(
+                id=node_id,
+                storage=GatedStorage(stored, group_id, self.snapshot_sends),
+                election_tick=cfg.election_ticks,
+                heartbeat_tick=cfg.heartbeat_ticks,
+                applied=applied,
+                max_size_per_msg=cfg.max_size_per_msg,
+                max_committed_size_per_ready=cfg.max_committed_size_per_ready,
+                max_uncommitted_entries_size=cfg.max_uncommitted_entries_size,
+                max_inflight_msgs=cfg.max_inflight_msgs,
+                max_inflight_bytes=cfg.max_inflight_bytes,
+                check_quorum=cfg.check_quorum,
+                pre_vote=cfg.pre_vote,
+                read_only_option=cfg.read_only_option,
+                step_down_on_removal=cfg.step_down_on_removal,
+                seed=_group_seed(cfg.seed, group_id, node_id),
+            )
+        )
+        bootstrap_index = 0
+        if not existing and peers:
+            rawnode.bootstrap(peers)
+            key = tuple(sorted(peers))
+            known = self._bootstrap_conf.get(key)
+            if known is None:
+                if len(self._bootstrap_conf) >= 1024:
+                    self._bootstrap_conf.clear()
+                known = self._bootstrap_conf[key] = ConfState(voters=key)
+            cs = known
+            bootstrap_index = len(peers)
+        r = Replica(group_id, node_id, rawnode, stored, state_machine, self.policy, cs, 0)
+        r.bootstrap_index = bootstrap_index
+        if snap is not None and applied and not restored:
+            r.restore(snap)
+        r.applied = applied
+        self.replicas[group_id] = r
+        self.active[r] = None
+        self.dirty[r] = None
+        self.learn_peers(cs)
+        if cs.is_empty():
+            self.uninitialized.add(group_id)
+        if self.events.has_subscribers:
+            self.events.publish(GroupCreated(group_id, lazily))
+        return r
+
+    def forget(self, r: Replica) -> None:
+        """Stop hosting ``r`` (removed): it leaves every set and frees its peers."""
+        r.removed = True
+        del self.replicas[r.group_id]
+        self.active.pop(r, None)
+        self.dirty.pop(r, None)
+        self.uninitialized.discard(r.group_id)
+        self.snapshot_sends.finished(r.group_id)
+        self.forget_peers(r.conf_state)
+
+    def fail(self, r: Replica, exc: BaseException) -> None:
+        """Stop group ``r`` for good: its raft rejected an input as impossible.
+
+        Its raft state can no longer be trusted, so it is never called again: the
+        group stops ticking, voting and acknowledging on this node (it stays
+        hosted, so requests fail with ``GroupFailedError``). The other groups are
+        not affected.
+        """
+        reason = f"{type(exc).__name__}: {exc}"
+        _log.error("node %d: group %d stopped: %s", self.node_id, r.group_id, reason)
+        r.failed = reason
+        self.active.pop(r, None)
+        self.dirty.pop(r, None)
+        self.snapshot_sends.finished(r.group_id)
+        r.fail_all(GroupFailedError(r.group_id, reason))
+        self.counters.groups_failed += 1
+        self.events.publish(GroupFailed(r.group_id, reason))
+
+    # ---------------------------------------------------------------- ticking
+
+    def wake(self, r: Replica) -> None:
+        """Tick ``r`` again (it was quiesced)."""
+        if r.quiesced and not r.removed and r.failed is None:
+            r.quiesced = False
+            self.active[r] = None
+            self.counters.wakeups += 1
+
+    def quiesce(self, r: Replica) -> None:
+        """Stop ticking ``r`` until a message or request wakes it."""
+        if not r.quiesced:
+            r.quiesced = True
+            self.active.pop(r, None)
+            self.counters.quiesce_events += 1
+
+    # ------------------------------------------------------------- membership
+
+    def set_conf_state(self, r: Replica, cs: ConfState, index: int, *, persist: bool) -> None:
+        """Record ``r``'s membership as of log ``index`` (and persist it if asked)."""
+        old = r.conf_state
+        if persist:
+            r.write_for_next_batch().conf_state = cs
+            self.dirty[r] = None
+        if cs == old:
+            return
+        r.conf_state = cs
+        self.forget_peers(old)
+        self.learn_peers(cs)
+        if not cs.is_empty():
+            self.uninitialized.discard(r.group_id)
+        self.events.publish(MembershipChanged(r.group_id, cs, index))
+
+    def learn_peers(self, cs: ConfState) -> None:
+        """Count one more group shared with every other member of ``cs``."""
+        liveness = self.liveness
+        tick = self.tick
+        node_id = self.node_id
+        for peer in cs.voters:
+            if peer != node_id:
+                liveness.add(peer, tick)
+        if cs.learners or cs.voters_outgoing or cs.learners_next:
+            for peer in members(cs).difference(cs.voters):
+                if peer != node_id:
+                    liveness.add(peer, tick)
+
+    def forget_peers(self, cs: ConfState) -> None:
+        """Count one group fewer shared with every other member of ``cs``."""
+        for peer in members(cs):
+            if peer != self.node_id:
+                self.liveness.remove(peer)

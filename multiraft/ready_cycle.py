@@ -1,0 +1,159 @@
+"""One ready cycle over the groups with work: persist once, send once per peer, apply.
+
+The cycle visits only the dirty groups. It takes a ``Ready`` from each, puts
+every group's entries, hard state and snapshot (and the node's own writes: a
+membership, a snapshot it took) into one write batch for the log engine (one
+durable sync for all of them), then routes all messages into one frame per
+destination node (heartbeats as coalesced records), sends them, and finally
+applies what each group committed and advances it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from multiraft.applying import Applier
+from multiraft.events import LeaderChanged
+from multiraft.groups import GroupTable
+from multiraft.log_writer import LogWriter
+from multiraft.outbound import FrameSender
+from multiraft.ports import GroupWrite, WriteBatch
+from multiraft.proposals import decode_header
+from multiraft.raft.errors import ProposalDroppedError
+from multiraft.raft.rawnode import Ready
+from multiraft.raft.types import Message, MessageType, SoftState
+from multiraft.replica import Replica
+
+__all__ = ["ReadyCycle"]
+
+_APP = MessageType.APP
+_HEARTBEAT = MessageType.HEARTBEAT
+
+
+class ReadyCycle:
+    """Runs ready cycles for one node."""
+
+    __slots__ = ("_applier", "_notify_leader", "_sender", "_table", "_writer")
+
+    def __init__(
+        self,
+        table: GroupTable,
+        writer: LogWriter,
+        sender: FrameSender,
+        applier: Applier,
+        notify_leader: Callable[[], None],
+    ) -> None:
+        self._table = table
+        self._writer = writer
+        self._sender = sender
+        self._applier = applier
+        self._notify_leader = notify_leader
+
+    async def run(self) -> None:
+        """One cycle over the dirty groups (or just flush frames queued by ticks)."""
+        table = self._table
+        dirty = table.dirty
+        sender = self._sender
+        if not dirty:
+            if sender.outbox.frames:
+                sender.flush()
+            return
+        table.dirty = {}
+        batch: list[GroupWrite] = []
+        work: list[tuple[Replica, Ready]] = []
+        for r in dirty:
+            if r.removed or r.failed is not None or r.applying is not None:
+                continue
+            gw = r.pending_write
+            r.pending_write = None
+            rn = r.rawnode
+            if rn.has_ready():
+                rd = rn.ready()
+                if rd.entries or rd.hard_state is not None or rd.snapshot is not None:
+                    if gw is None:
+                        gw = GroupWrite(r.group_id)
+                    elif rd.snapshot is not None:
+                        # The incoming snapshot's membership is newer than ours.
+                        gw.conf_state = None
+                    gw.entries = rd.entries
+                    gw.hard_state = rd.hard_state
+                    gw.snapshot = rd.snapshot
+                work.append((r, rd))
+            if gw is not None:
+                batch.append(gw)
+        if not work and not batch:
+            if sender.outbox.frames:
+                sender.flush()
+            return
+        table.counters.ready_cycles += 1
+        if batch:
+            await self._writer.write(WriteBatch(batch))
+        outbox = sender.outbox
+        for r, rd in work:
+            if r.removed or r.failed is not None:
+                continue
+            if rd.soft_state is not None:
+                self._on_soft_state(r, rd.soft_state)
+            msgs = rd.messages
+            if msgs:
+                if len(msgs) > 2:
+                    msgs = _without_redundant_heartbeats(msgs)
+                gid = r.group_id
+                quiesced = r.quiesced
+                for m in msgs:
+                    outbox.add(gid, m, quiesced)
+            for rs in rd.read_states:
+                waiter = r.read_waiters.pop(rs.request_ctx, None)
+                if waiter is not None:
+                    r.await_apply(rs.index, decode_header(rs.request_ctx)[1], waiter)
+        sender.flush()
+        apply = self._applier.apply
+        for r, rd in work:
+            if r.removed or r.failed is not None:
+                continue
+            apply(r, rd)
+
+    def _on_soft_state(self, r: Replica, ss: SoftState) -> None:
+        lead = ss.lead
+        if lead != r.leader:
+            r.leader = lead
+            if lead:
+                r.last_leader = lead
+            if r.read_waiters:
+                # Raft forgets the read requests a leader had not answered when it
+                # steps down, and a follower's forwarded ones may be lost with it:
+                # fail them now (the caller retries) rather than at the deadline.
+                _drop_reads(r)
+            table = self._table
+            if table.events.has_subscribers:
+                table.events.publish(LeaderChanged(r.group_id, lead or None, r.rawnode.raft.term))
+            self._notify_leader()
+
+
+def _drop_reads(r: Replica) -> None:
+    error = ProposalDroppedError(
+        f"group {r.group_id}: read dropped, the leader changed before it was confirmed"
+    )
+    for waiter in r.read_waiters.values():
+        waiter.set_error(error)
+    r.read_waiters.clear()
+
+
+def _without_redundant_heartbeats(msgs: list[Message]) -> list[Message]:
+    """``msgs`` less the plain heartbeats to followers that get an append as well.
+
+    An append tells a follower all a heartbeat would (leader, term, a commit
+    index at least as high) and its answer tells the leader all a heartbeat
+    response would, so the heartbeat and its response are pure overhead; raft
+    treats the dropped heartbeat like any lost message. Heartbeats carrying a
+    read request's context are kept: their acknowledgements confirm the read.
+    """
+    appended: set[int] | None = None
+    for m in msgs:
+        if m.type is _APP:
+            if appended is None:
+                appended = set()
+            appended.add(m.to)
+    if appended is None:
+        return msgs
+    return [m for m in msgs if m.type is not _HEARTBEAT or m.context or m.to not in appended]
