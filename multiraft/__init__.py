@@ -9,6 +9,7 @@ when used.
 from multiraft.config import NodeConfig, UnknownGroupPolicy
 from multiraft.errors import (
     GroupExistsError,
+    GroupFailedError,
     GroupNotFoundError,
     GroupRemovedError,
     MultiraftError,
@@ -21,11 +22,13 @@ from multiraft.events import (
     Event,
     EventSubscription,
     GroupCreated,
+    GroupFailed,
     GroupRemoved,
     LeaderChanged,
     MembershipChanged,
 )
 from multiraft.frames import Frame, GroupMessage, HeartbeatRecord, SnapshotOutcome
+from multiraft.group_spec import GroupSpec
 from multiraft.node import Node, open_node
 from multiraft.ports import Transport
 from multiraft.state_machine import StateMachine
@@ -36,10 +39,13 @@ __all__ = [
     "Frame",
     "GroupCreated",
     "GroupExistsError",
+    "GroupFailed",
+    "GroupFailedError",
     "GroupMessage",
     "GroupNotFoundError",
     "GroupRemovedError",
     "GroupRemoved",
+    "GroupSpec",
     "HeartbeatRecord",
     "LeaderChanged",
     "MembershipChanged",

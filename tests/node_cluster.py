@@ -11,6 +11,7 @@ from typing import Any
 import trio
 
 from multiraft import Node, NodeConfig, open_node
+from multiraft.frames import Frame, SnapshotOutcome
 from multiraft.ports import WriteBatch
 from storage import MemoryLogEngine
 from transport import MemoryNetwork
@@ -18,6 +19,7 @@ from transport import MemoryNetwork
 __all__ = [
     "BlockingStateMachine",
     "Cluster",
+    "HoldingTransport",
     "RecordingEngine",
     "RecordingStateMachine",
     "wait_until",
@@ -78,6 +80,41 @@ class RecordingEngine(MemoryLogEngine):
         super().write(batch)
 
 
+class HoldingTransport:
+    """A node's memory transport that can hold back snapshot outcomes and refuse snapshots.
+
+    While ``hold_outcomes`` is set, snapshot outcomes are kept in ``held`` instead
+    of reaching the node (a snapshot still "in flight"); ``refuse_snapshots``
+    makes that many sends of frames with a snapshot return False.
+    """
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        self.hold_outcomes = False
+        self.held: list[SnapshotOutcome] = []
+        self.refuse_snapshots = 0
+        self.refused: list[Frame] = []
+
+    def send(self, to_node: int, frame: Frame) -> bool:
+        if self.refuse_snapshots and frame.has_snapshot():
+            self.refuse_snapshots -= 1
+            self.refused.append(frame)
+            return False
+        ok: bool = self.inner.send(to_node, frame)
+        return ok
+
+    async def receive(self) -> Frame | SnapshotOutcome:
+        while True:
+            item: Frame | SnapshotOutcome = await self.inner.receive()
+            if self.hold_outcomes and isinstance(item, SnapshotOutcome):
+                self.held.append(item)
+                continue
+            return item
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+
 async def wait_until(cond: Callable[[], bool], timeout: float, what: str = "condition") -> float:
     """Poll ``cond`` every 10 ms of (mock) time; return the time it took, or fail."""
     start = trio.current_time()
@@ -101,6 +138,9 @@ class Cluster:
         self.config = config
         self.nodes: dict[int, Node] = {}
         self.engines: dict[int, RecordingEngine] = {}
+        #: The transport each running node got (a ``HoldingTransport`` around the
+        #: memory network's end).
+        self.transports: dict[int, HoldingTransport] = {}
         self.sms: dict[tuple[int, int], RecordingStateMachine] = {}
         self._running: dict[int, tuple[trio.CancelScope, trio.Event]] = {}
         self._stack = AsyncExitStack()
@@ -125,11 +165,10 @@ class Cluster:
         task_status: trio.TaskStatus[Node],
     ) -> None:
         done = trio.Event()
+        transport = self.transports[node_id] = HoldingTransport(self.net.transport(node_id))
         try:
             with trio.CancelScope() as scope:
-                async with open_node(
-                    config, transport=self.net.transport(node_id), log_engine=engine
-                ) as node:
+                async with open_node(config, transport=transport, log_engine=engine) as node:
                     self._running[node_id] = (scope, done)
                     task_status.started(node)
                     await trio.sleep_forever()

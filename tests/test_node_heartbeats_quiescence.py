@@ -42,6 +42,7 @@ async def test_heartbeat_frames_per_tick_per_peer_are_one_whatever_the_group_cou
         assert net.messages_sent(2, 3) == msgs[(2, 3)]
         stats2 = c.nodes[1].stats()
         assert stats2["heartbeats_coalesced"] - stats1["heartbeats_coalesced"] == 2 * n * groups
+        assert stats2["heartbeat_frames_sent"] - stats1["heartbeat_frames_sent"] == 2 * n
         assert stats2["groups_ticked"] - stats1["groups_ticked"] == n * groups
         assert stats2["quiesced_groups"] == 0
 
@@ -165,3 +166,51 @@ async def test_quiesce_heartbeat_with_a_stale_term_keeps_the_follower_awake(
         await wait_until(lambda: not node2._inbound, 1)
         assert not node2.is_quiesced(1)
         assert node2.status(1).hard_state.term == term
+
+
+async def test_late_answer_leaves_a_quiesced_leader_asleep_but_a_refusal_wakes_it(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    from multiraft.frames import Frame, HeartbeatRecord
+    from multiraft.heartbeats import QUIESCE_CONTEXT
+
+    async with Cluster(3) as c:
+        await c.create_groups([1])
+        await c.wait_leaders([1])
+        await c.settle([1])
+        node1 = c.nodes[1]
+        term = node1.status(1).hard_state.term
+        wakeups = node1.stats()["wakeups"]
+
+        async def deliver(rec: HeartbeatRecord) -> None:
+            node1._inbound.items.append(Frame(2, 1, heartbeat_responses=[rec]))
+            node1._signal()
+            await wait_until(lambda: not node1._inbound, 1)
+
+        # An answer to a heartbeat sent before the group quiesced: nothing to do.
+        await deliver(HeartbeatRecord(1, 2, 1, term, 0))
+        assert node1.is_quiesced(1)
+        assert node1.stats()["wakeups"] == wakeups
+        # A follower answering the quiesce heartbeat without quiescing: stay awake.
+        await deliver(HeartbeatRecord(1, 2, 1, term, 0, QUIESCE_CONTEXT, False))
+        assert not node1.is_quiesced(1)
+        assert node1.stats()["wakeups"] == wakeups + 1
+
+
+def test_plain_heartbeats_to_followers_that_get_an_append_are_dropped() -> None:
+    from multiraft.raft import Message, MessageType
+    from multiraft.ready_cycle import _without_redundant_heartbeats
+
+    hb, app = MessageType.HEARTBEAT, MessageType.APP
+    msgs = [
+        Message(type=hb, to=2, term=3, commit=5),
+        Message(type=hb, to=3, term=3, commit=5),
+        Message(type=hb, to=4, term=3, commit=5, context=b"read-ctx-16bytes"),
+        Message(type=app, to=2, term=3, index=5, commit=6),
+        Message(type=app, to=4, term=3, index=5, commit=6),
+    ]
+    kept = _without_redundant_heartbeats(msgs)
+    # Node 3 gets no append: it keeps its heartbeat; node 4's carries a read context.
+    assert kept == [msgs[1], msgs[2], msgs[3], msgs[4]]
+    only_heartbeats = msgs[:3]
+    assert _without_redundant_heartbeats(only_heartbeats) is only_heartbeats
