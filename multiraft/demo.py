@@ -216,7 +216,7 @@ def _summary(
 ) -> str:
     c = workload.counts
     mode = "in one process, memory network" if args.in_process else "3 processes, TCP 127.0.0.1"
-    splits = sum(s["splits_recorded"] for s in monitor.stats.values())
+    splits = report.ranges - 1
     lines = [
         "",
         f"multiraft demo: 3 nodes ({mode}), durable logs under {data_root}",

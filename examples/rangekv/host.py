@@ -21,7 +21,8 @@ does what state machines cannot do themselves because ``apply`` is synchronous:
   recorded, an initialization, a forgotten child) and join ranges the directory
   places here that the node does not host (a replica that learned of a split by
   snapshot).
-* **Serving.** :meth:`handle` answers the requests of :mod:`examples.rangekv.protocol`.
+* **Serving.** :meth:`handle` answers the requests of :mod:`examples.rangekv.protocol`
+  (see :mod:`examples.rangekv.service`).
 """
 
 from __future__ import annotations
@@ -36,54 +37,29 @@ import attrs
 import trio
 
 from examples.rangekv.commands import (
-    CLIENT_WRITE_OPCODES,
     AllocateRangeIds,
-    CompareAndSet,
-    Delete,
     ForgetChild,
     IdBlock,
     InitDirectory,
     InitRange,
     NotReady,
-    Put,
     RecordSplit,
     Refused,
-    SetReplicas,
     Split,
     SplitOutcome,
-    UpdateReplicas,
     Value,
 )
 from examples.rangekv.descriptor import RangeDescriptor
 from examples.rangekv.directory import DirectoryStateMachine
 from examples.rangekv.protocol import (
-    BootstrapRequest,
-    DescriptorReply,
-    DirectoryReplicasRequest,
-    DropReplicaRequest,
     DumpReply,
-    DumpRequest,
-    GetRequest,
-    LookupRequest,
-    MembershipRequest,
     NotHosted,
     NotLeader,
-    Ok,
-    PrepareReplicaRequest,
     RangeDump,
-    RangesReply,
-    RangesRequest,
-    ScanRequest,
-    SetRangeReplicasRequest,
-    SplitRequest,
-    StatsReply,
-    StatsRequest,
-    TransferLeaderRequest,
-    Unavailable,
-    WriteRequest,
 )
 from examples.rangekv.range_state import RangeStateMachine
-from examples.rangekv.wire import CodecError, opcode_of, pack, unpack
+from examples.rangekv.service import answer
+from examples.rangekv.wire import pack
 from multiraft import (
     GroupNotFoundError,
     GroupRemovedError,
@@ -92,16 +68,13 @@ from multiraft import (
     Node,
     NodeClosedError,
     NodeConfig,
-    NotLeaderError,
     ProposalDroppedError,
-    ProposalTimeoutError,
     StateMachine,
     Transport,
     UnknownGroupPolicy,
     open_node,
 )
 from multiraft.ports import LogEngine
-from multiraft.raft import ConfChange, ConfChangeType
 
 __all__ = [
     "DIRECTORY_ID",
@@ -320,12 +293,12 @@ class RangeHost:
                     rid, desc.replicas, state_machine=sm, campaign=campaign
                 )
             except GroupRemovedError:
-                self._forget_range(rid)
+                self.forget_range(rid)
                 return
             self.counters.ranges_created += 1
         self._maybe_initialize(rid)
 
-    async def _join(self, rid: int) -> None:
+    async def join_range(self, rid: int) -> None:
         """Host an empty replica of range ``rid`` that learns everything from its group."""
         if rid in self.ranges:
             return
@@ -333,11 +306,12 @@ class RangeHost:
         try:
             await self.node.create_group(rid, (), state_machine=sm, join=True)
         except GroupRemovedError:
-            self._forget_range(rid)
+            self.forget_range(rid)
             return
         self.counters.ranges_joined += 1
 
-    def _forget_range(self, range_id: int) -> None:
+    def forget_range(self, range_id: int) -> None:
+        """Stop tracking range ``range_id`` (its group is no longer hosted here)."""
         self.ranges.pop(range_id, None)
         self._inits.pop(range_id, None)
 
@@ -570,7 +544,7 @@ class RangeHost:
         # Join only ranges missing at two passes in a row: a split being applied
         # right now creates its range through the normal path.
         for rid in missing & self._missing:
-            spawn(self._join, rid)
+            spawn(self.join_range, rid)
         self._missing = missing - self._missing
 
     # ------------------------------------------------------------- bootstrap
@@ -608,102 +582,8 @@ class RangeHost:
     # --------------------------------------------------------------- serving
 
     async def handle(self, request: object) -> object:
-        """Answer one request of :mod:`examples.rangekv.protocol`."""
-        try:
-            return await self._dispatch(request)
-        except (GroupNotFoundError, GroupRemovedError) as exc:
-            return NotHosted(exc.group_id)
-        except NotLeaderError as exc:
-            return NotLeader(exc.group_id, exc.leader_hint or 0)
-        except ProposalDroppedError as exc:
-            return Unavailable(str(exc))
-        except ProposalTimeoutError as exc:
-            return Unavailable(str(exc), ambiguous=True)
-        except NodeClosedError as exc:
-            return Unavailable(str(exc), ambiguous=True)
-        except CodecError as exc:
-            return Refused(f"malformed command: {exc}")
-
-    def _redirect(self, range_id: int) -> object | None:
-        """NotHosted/NotLeader when this node should not serve ``range_id``."""
-        if range_id not in self.ranges:
-            return NotHosted(range_id)
-        leader = self.node.leader_of(range_id)
-        if leader is not None and leader != self.node_id:
-            return NotLeader(range_id, leader)
-        return None
-
-    async def _read(self, group_id: int) -> Unavailable | None:
-        """A read barrier on ``group_id``; Unavailable if it took too long."""
-        with trio.move_on_after(self.settings.read_timeout):
-            await self.node.read(group_id)
-            return None
-        return Unavailable(f"read barrier on group {group_id} timed out")
-
-    async def _dispatch(self, request: object) -> object:
-        node = self.node
-        match request:
-            case WriteRequest(range_id=rid, command=command):
-                if opcode_of(command) not in CLIENT_WRITE_OPCODES:
-                    return Refused("only Put, Delete and CompareAndSet may be sent by clients")
-                if (redirect := self._redirect(rid)) is not None:
-                    return redirect
-                write = unpack(command)
-                assert isinstance(write, Put | Delete | CompareAndSet)  # by its opcode
-                # Answer a write that cannot apply without a trip through the log.
-                return self.ranges[rid].check_key(write.key) or await node.propose(rid, command)
-            case GetRequest(range_id=rid, key=key):
-                if (redirect := self._redirect(rid)) is not None:
-                    return redirect
-                return await self._read(rid) or self.ranges[rid].get(key)
-            case ScanRequest(range_id=rid, start=start, end=end, limit=limit):
-                if (redirect := self._redirect(rid)) is not None:
-                    return redirect
-                return await self._read(rid) or self.ranges[rid].scan(start, end, max(1, limit))
-            case LookupRequest(key=key):
-                return await self._read(DIRECTORY_ID) or DescriptorReply(self.directory.lookup(key))
-            case RangesRequest():
-                return await self._read(DIRECTORY_ID) or RangesReply(
-                    tuple(self.directory.descriptors())
-                )
-            case SplitRequest(range_id=rid, key=key):
-                return self._redirect(rid) or await self.split_range(rid, key)
-            case StatsRequest():
-                return StatsReply(self.node_id, self.stats())
-            case DumpRequest():
-                return self.dump()
-            case PrepareReplicaRequest(range_id=rid):
-                await self._join(rid)
-                return Ok()
-            case MembershipRequest(range_id=rid, add=add, remove=remove):
-                if (redirect := self._redirect(rid)) is not None:
-                    return redirect
-                if add:
-                    await node.change_membership(rid, ConfChange(ConfChangeType.ADD_NODE, add))
-                if remove:
-                    cc = ConfChange(ConfChangeType.REMOVE_NODE, remove)
-                    await node.change_membership(rid, cc)
-                return Ok()
-            case DropReplicaRequest(range_id=rid):
-                await node.remove_group(rid)
-                self._forget_range(rid)
-                return Ok()
-            case TransferLeaderRequest(range_id=rid, to_node=to_node):
-                if (redirect := self._redirect(rid)) is not None:
-                    return redirect
-                await node.transfer_leadership(rid, to_node)
-                return Ok()
-            case SetRangeReplicasRequest(range_id=rid, replicas=replicas, changing=changing):
-                command = pack(SetReplicas(tuple(replicas), changing))
-                return self._redirect(rid) or await node.propose(rid, command)
-            case DirectoryReplicasRequest(range_id=rid, replicas=replicas):
-                command = pack(UpdateReplicas(rid, tuple(replicas)))
-                return await node.propose(DIRECTORY_ID, command)
-            case BootstrapRequest(replicas=replicas):
-                await self.bootstrap(tuple(replicas))
-                await self.wait_ready()
-                return Ok()
-        return Refused(f"unknown request {type(request).__name__}")
+        """Answer one request of :mod:`examples.rangekv.protocol` (see :mod:`.service`)."""
+        return await answer(self, request)
 
     # ------------------------------------------------------------ inspection
 
