@@ -63,6 +63,10 @@ __all__ = [
 ]
 
 
+#: Redirects (NotLeader with a hint, WrongRange) followed without pausing in a row.
+_FREE_REDIRECTS = 3
+
+
 class LinkError(Exception):
     """A node could not be reached (stopped, or its connection broke)."""
 
@@ -268,7 +272,6 @@ class RangeClient:
             raise RangeUnavailableError(f"{what} did not succeed within {self.timeout}s")
 
     async def _pause(self, delay: float) -> float:
-        self.redirects += 1
         await trio.sleep(delay)
         return min(delay * 2, 0.1)
 
@@ -293,6 +296,9 @@ class RangeClient:
         deadline = trio.current_time() + self.timeout
         delay = self.retry_delay
         cache = self.cache
+        # Redirects are followed at once, but a run of them (views that disagree
+        # while a leader changes or the directory catches up) backs off too.
+        in_a_row = 0
         while True:
             desc = cache.find(key) or await self._lookup(key, deadline)
             node_id = self._target(desc)
@@ -301,7 +307,7 @@ class RangeClient:
                 case NotLeader(leader=leader):
                     if leader and leader != node_id and leader in desc.replicas:
                         cache.leaders[desc.range_id] = leader
-                        self.redirects += 1
+                        in_a_row += 1
                     else:
                         cache.leaders.pop(desc.range_id, None)
                         delay = await self._pause(delay)
@@ -311,7 +317,7 @@ class RangeClient:
                         cache.update(right)
                     if cache.find(key) == desc:
                         cache.evict(desc.range_id)
-                    self.redirects += 1
+                    in_a_row += 1
                 case NotHosted():
                     cache.evict(desc.range_id)
                     delay = await self._pause(delay)
@@ -325,6 +331,9 @@ class RangeClient:
                 case _:
                     cache.leaders[desc.range_id] = node_id
                     return reply
+            self.redirects += 1
+            if in_a_row > _FREE_REDIRECTS:
+                delay = await self._pause(delay)
             self._deadline_passed(deadline, f"request for key {key!r}")
 
     async def _lookup(self, key: bytes, deadline: float) -> RangeDescriptor:
@@ -356,16 +365,20 @@ class RangeClient:
         """Send an admin request to the range's leader; the node that carried it out."""
         deadline = trio.current_time() + self.timeout
         delay = self.retry_delay
+        in_a_row = 0
         while True:
             node_id = self._target(desc)
             reply = await self._send(node_id, request)
+            in_a_row += 1
             if (
                 isinstance(reply, NotLeader)
                 and reply.leader != node_id
                 and reply.leader in desc.replicas
+                and in_a_row <= _FREE_REDIRECTS
             ):
                 self.cache.leaders[desc.range_id] = reply.leader
                 continue
+            in_a_row = 0
             if isinstance(reply, Ok | Value):
                 return node_id
             self.cache.leaders.pop(desc.range_id, None)

@@ -11,6 +11,8 @@ import os
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
 
+import trio
+
 from examples.rangekv.client import LinkError, RangeClient
 from examples.rangekv.host import RangeHost, RangeSettings, open_range_host
 from multiraft import NodeConfig
@@ -36,6 +38,9 @@ class LocalLink:
         host = self.hosts.get(node_id)
         if host is None:
             raise LinkError(node_id, "not running")
+        # Like a network hop, a call always lets other tasks run, even when the
+        # host answers at once (a redirect) and the caller retries in a loop.
+        await trio.lowlevel.checkpoint()
         return await host.handle(request)
 
 
