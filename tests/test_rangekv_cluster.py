@@ -7,8 +7,18 @@ import random
 import trio
 import trio.testing
 
-from examples.rangekv.commands import CasOutcome, Refused, SplitOutcome
+from examples.rangekv.commands import (
+    AllocateRangeIds,
+    CasOutcome,
+    IdBlock,
+    Refused,
+    Split,
+    SplitOutcome,
+)
 from examples.rangekv.descriptor import RangeDescriptor, check_tiling
+from examples.rangekv.verify import verify_store
+from examples.rangekv.wire import pack
+from examples.rangekv.workload import Workload
 from rangekv_support import assert_every_key_in_its_range, kv_cluster, wait_for
 
 
@@ -174,3 +184,47 @@ async def test_directory_tiles_and_matches_every_range_after_many_splits(
             assert c.hosts[1].ranges[desc.range_id].descriptor == desc
         ids = sorted(d.range_id for d in ranges)
         assert ids[0] == 2 and len(set(ids)) == len(ids)
+
+
+async def test_mixed_workload_while_ranges_split_passes_every_check(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    async with kv_cluster(split_keys=8) as c:
+        workload = Workload(c.client(), workers=16, seed=4)
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(workload.run)
+            await wait_for(lambda: len(c.hosts[1].directory) >= 30, "30 ranges", timeout=120)
+            workload.stop()
+        assert workload.mismatches == []
+        counts = workload.counts
+        assert min(counts.puts, counts.gets, counts.deletes, counts.cas, counts.scans) > 0
+        report = await verify_store(c.link, c.client(), workload.expected())
+        assert report.ranges >= 30
+        assert report.keys == len(workload.expected())
+        assert report.replicas_checked == 3 * report.ranges
+        assert report.reads == report.keys
+        assert_every_key_in_its_range(c, workload.expected())
+
+
+async def test_a_split_the_directory_missed_is_recorded_by_the_ranges_leader(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    async with kv_cluster() as c:
+        client = c.client()
+        for k in (b"a", b"k", b"q", b"z"):
+            await client.put(k, k)
+        node = c.hosts[1].node
+        # Split the range the way a leader would, but never tell the directory
+        # (as if the proposing node died right after the split applied).
+        block = await node.propose(1, pack(AllocateRangeIds(1)))
+        assert isinstance(block, IdBlock)
+        outcome = await node.propose(2, pack(Split(b"m", block.first, 0, 1)))
+        assert isinstance(outcome, SplitOutcome)
+        assert len(c.hosts[1].directory) == 1
+        # Clients still find the moved keys through the range's answer...
+        assert await client.get(b"q") == b"q"
+        # ...and the leader's next maintenance pass records the split.
+        await wait_for(lambda: len(c.hosts[1].directory) == 2, "the split recorded", timeout=5)
+        assert c.hosts[1].directory.descriptors() == [outcome.left, outcome.right]
+        assert c.hosts[1].counters.splits_recorded == 1
+        assert await c.client().get(b"z") == b"z"
