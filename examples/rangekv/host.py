@@ -354,21 +354,24 @@ class RangeHost:
         if parent_id:
             await self._forget_child(parent_id, group_id)
         sm = self.ranges.get(group_id)
-        if sm is None or sm.descriptor is None:
-            return
-        replicas = sm.descriptor.replicas
-        target = replicas[group_id % len(replicas)] if replicas else self.node_id
-        if self.settings.balance_leaders and target != self.node_id:
-            await self._transfer(group_id, target)
-        else:
-            self.range_written(sm)
+        if sm is not None and not await self._hand_over_leadership(sm):
+            self.range_written(sm)  # it may already need a split
 
-    async def _transfer(self, group_id: int, to_node: int) -> None:
+    async def _hand_over_leadership(self, sm: RangeStateMachine) -> bool:
+        """With ``balance_leaders``, move a new range's leadership to its designated node."""
+        desc = sm.descriptor
+        if not self.settings.balance_leaders or desc is None or not desc.replicas:
+            return False
+        target = desc.replicas[sm.range_id % len(desc.replicas)]
+        if target == self.node_id:
+            return False
         try:
-            await self.node.transfer_leadership(group_id, to_node)
-            self.counters.leaders_handed_over += 1
+            await self.node.transfer_leadership(sm.range_id, target)
         except (*_RETRYABLE, ValueError) as exc:
-            _log.debug("group %d: leadership stays here: %s", group_id, exc)
+            _log.debug("range %d: leadership stays here: %s", sm.range_id, exc)
+            return False
+        self.counters.leaders_handed_over += 1
+        return True
 
     async def _forget_child(self, parent_id: int, child_id: int) -> None:
         if parent_id not in self.ranges or child_id in self._forgetting:
@@ -560,15 +563,17 @@ class RangeHost:
         node = self.node
         hosted = set(node.group_ids())
         first = RangeDescriptor(FIRST_RANGE_ID, b"", None, 0, replicas)
+        # Proposed by whichever node leads, until applied (also after a restart).
+        if not self._ready(DIRECTORY_ID):
+            self._inits[DIRECTORY_ID] = (pack(InitDirectory(first, FIRST_RANGE_ID + 1)), 0)
+        if not self._ready(FIRST_RANGE_ID):
+            self._inits[FIRST_RANGE_ID] = (pack(InitRange(first)), 0)
         if DIRECTORY_ID not in hosted:
-            init = InitDirectory(first, FIRST_RANGE_ID + 1)
-            self._inits[DIRECTORY_ID] = (pack(init), 0)
             await node.create_group(
                 DIRECTORY_ID, replicas, state_machine=self.directory, campaign=campaign
             )
         if FIRST_RANGE_ID not in hosted:
             sm = self.ranges[FIRST_RANGE_ID] = RangeStateMachine(FIRST_RANGE_ID, self)
-            self._inits[FIRST_RANGE_ID] = (pack(InitRange(first)), 0)
             await node.create_group(FIRST_RANGE_ID, replicas, state_machine=sm, campaign=campaign)
         self._maybe_initialize(DIRECTORY_ID)
         self._maybe_initialize(FIRST_RANGE_ID)
