@@ -149,17 +149,16 @@ class _Monitor:
         ops: float,
         dt: float,
     ) -> None:
-        hb_key = _heartbeat_frames_key(now)
-        hb_frames = sum(now[n][hb_key] - before[n].get(hb_key, 0) for n in now) / dt
+        hb_key = "heartbeat_frames_sent"
+        hb_frames = sum(now[n][hb_key] - before[n][hb_key] for n in now) / dt
         records = sum(
             now[n]["heartbeats_coalesced"] - before[n]["heartbeats_coalesced"] for n in now
         )
         groups = sum(s["groups"] for s in now.values())
         leaders = "/".join(str(now[n]["leaders"]) for n in sorted(now))
-        label = "hb frames/s" if hb_key == "heartbeat_frames_sent" else "frames/s"
         line = (
             f"{time.perf_counter() - self.started:6.1f}s  ranges {self.ranges():>5}/{self.target}"
-            f"  leaders {leaders}  {ops:>6,.0f} ops/s  {label} {hb_frames:>5,.0f}"
+            f"  leaders {leaders}  {ops:>6,.0f} ops/s  hb frames/s {hb_frames:>5,.0f}"
             f" ({records / dt:>6,.0f} hb records/s) for {groups:,} group replicas"
         )
         if self._tty:
@@ -178,7 +177,7 @@ class _Monitor:
         before = await self.poll()
         await trio.sleep(window)
         now = await self.poll()
-        hb_key = _heartbeat_frames_key(now)
+        hb_key = "heartbeat_frames_sent"
         n = len(now)
         return {
             "frames_per_s_per_node": sum(
@@ -197,12 +196,6 @@ class _Monitor:
             "quiesced": sum(s["quiesced_groups"] for s in now.values()),
             "groups": sum(s["groups"] for s in now.values()),
         }
-
-
-def _heartbeat_frames_key(stats: dict[int, dict[str, int]]) -> str:
-    # Frames carrying heartbeats, once the coordinator counts them; all frames until then.
-    first = next(iter(stats.values()), {})
-    return "heartbeat_frames_sent" if "heartbeat_frames_sent" in first else "frames_sent"
 
 
 def _summary(
@@ -244,7 +237,8 @@ def _summary(
         "",
         f"  idle for 2 s with {int(idle['groups']):,} group replicas"
         f" ({int(idle['quiesced']):,} quiesced): per node {idle['frames_per_s_per_node']:.1f}"
-        f" frames/s, {idle['hb_records_per_s_per_node']:.1f} heartbeat records/s",
+        f" frames/s ({idle['hb_frames_per_s_per_node']:.1f} carrying heartbeats),"
+        f" {idle['hb_records_per_s_per_node']:.1f} heartbeat records/s",
         f"  total wall time {time.perf_counter() - monitor.started:.1f} s",
     ]
     return "\n".join(lines)
