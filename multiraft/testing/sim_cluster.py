@@ -1,0 +1,289 @@
+"""The simulated cluster: nodes that run, crash and restart on one memory network.
+
+Each :class:`SimNode` keeps what survives a crash (its log engine, i.e. its
+disk, and its disk and state machine timing) and the running incarnation (the
+:class:`~multiraft.node.Node`, its state machines, its cancel scope). A crash
+cancels the incarnation: its tasks stop wherever they are, a write in
+progress is lost (see :mod:`multiraft.testing.sim_engine`), frames queued for it
+are dropped. A restart opens a new incarnation on the same engine, which
+recovers every group it holds, with a possibly different clock rate.
+
+A node task that raises is a finding, not a simulator error: the exception is
+reported to the checker as a ``node failure`` violation.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import random
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+import attrs
+import trio
+
+from multiraft.config import NodeConfig, UnknownGroupPolicy
+from multiraft.errors import GroupNotFoundError, GroupRemovedError
+from multiraft.events import GroupFailed, MembershipChanged
+from multiraft.node import Node, open_node
+from multiraft.raft.types import ConfState
+from multiraft.testing.safety import SafetyChecker
+from multiraft.testing.sim_engine import DiskModel, SimLogEngine
+from multiraft.testing.sim_network import LinkFaults, SimTransport
+from multiraft.testing.sim_runtime import CostMeter
+from multiraft.testing.sim_state_machine import NodeSlowness, SimStateMachine
+from multiraft.testing.trace import EventTrace
+
+if TYPE_CHECKING:
+    from transport.memory import MemoryNetwork
+
+__all__ = ["NodeOptions", "SimCluster", "SimNode", "members"]
+
+
+def members(cs: ConfState) -> set[int]:
+    """Every node of a membership: voters, learners, outgoing voters, staged learners."""
+    return {*cs.voters, *cs.learners, *cs.voters_outgoing, *cs.learners_next}
+
+
+@attrs.frozen(slots=True)
+class NodeOptions:
+    """The raft and coordinator settings every simulated node shares (drawn per seed)."""
+
+    tick_interval: float = 0.1
+    election_ticks: int = 10
+    pre_vote: bool = True
+    quiesce: bool = True
+    max_size_per_msg: int = 1 << 20
+    max_inflight_msgs: int = 64
+    proposal_timeout: float = 3.0
+    snapshot_entries: int = 200
+    snapshot_keep_entries: int = 20
+    step_down_on_removal: bool = False
+
+
+class SimNode:
+    """One node id of the cluster: its durable parts and its running incarnation."""
+
+    __slots__ = (
+        "blocking_apply",
+        "disk",
+        "done",
+        "engine",
+        "incarnation",
+        "lifecycle",
+        "node",
+        "node_id",
+        "scope",
+        "slowness",
+        "state_machines",
+        "tick_scale",
+    )
+
+    def __init__(self, node_id: int, engine: SimLogEngine, disk: DiskModel) -> None:
+        self.node_id = node_id
+        self.engine = engine
+        self.disk = disk
+        self.slowness = NodeSlowness()
+        #: Multiplies the tick interval of the running incarnation (clock rate).
+        self.tick_scale = 1.0
+        #: Whether the running incarnation applies through (simulated) worker threads.
+        self.blocking_apply = False
+        self.incarnation = 0
+        #: Held while the node starts or crashes, so the two never interleave.
+        self.lifecycle = trio.Lock()
+        self.node: Node | None = None
+        self.scope: trio.CancelScope | None = None
+        self.done = trio.Event()
+        self.state_machines: dict[int, SimStateMachine] = {}
+
+    @property
+    def running(self) -> bool:
+        """Whether an incarnation is up."""
+        return self.node is not None
+
+
+class SimCluster:
+    """``n`` simulated nodes; start, crash and restart them inside ``nursery``."""
+
+    def __init__(
+        self,
+        node_ids: list[int],
+        *,
+        seed: int,
+        network: MemoryNetwork,
+        faults: LinkFaults,
+        checker: SafetyChecker,
+        trace: EventTrace,
+        meter: CostMeter,
+        options: NodeOptions,
+        rng: random.Random,
+    ) -> None:
+        self.node_ids = node_ids
+        self.seed = seed
+        self.network = network
+        self.faults = faults
+        self.checker = checker
+        self.trace = trace
+        self.meter = meter
+        self.options = options
+        self.rng = rng
+        self.nodes: dict[int, SimNode] = {}
+        for i in node_ids:
+            disk = DiskModel(random.Random(f"{seed}-disk-{i}"))
+            engine = SimLogEngine(i, disk, checker)
+            checker.engines[i] = engine
+            self.nodes[i] = SimNode(i, engine, disk)
+        self._nursery: trio.Nursery | None = None
+
+    def bind(self, nursery: trio.Nursery) -> None:
+        """The nursery node incarnations run in."""
+        self._nursery = nursery
+
+    # --------------------------------------------------------------- access
+
+    def running_nodes(self) -> list[int]:
+        """Ids of the nodes that are up, ascending."""
+        return [i for i in self.node_ids if self.nodes[i].running]
+
+    def node(self, node_id: int) -> Node | None:
+        """The running incarnation of ``node_id``, or None while it is down."""
+        return self.nodes[node_id].node
+
+    def state_machine(self, node_id: int, group_id: int) -> SimStateMachine | None:
+        """The state machine of ``group_id`` in ``node_id``'s running incarnation."""
+        sn = self.nodes[node_id]
+        return sn.state_machines.get(group_id) if sn.running else None
+
+    def state_machine_factory(self, sn: SimNode) -> Callable[[int], SimStateMachine]:
+        """Makes (and registers) the state machines of ``sn``'s current incarnation."""
+
+        def make(group_id: int) -> SimStateMachine:
+            sm = SimStateMachine(
+                group_id,
+                sn.node_id,
+                self.checker,
+                meter=self.meter,
+                slowness=sn.slowness,
+                blocking=sn.blocking_apply,
+            )
+            sn.state_machines[group_id] = sm
+            return sm
+
+        return make
+
+    # ------------------------------------------------------------ lifecycle
+
+    def node_config(self, sn: SimNode) -> NodeConfig:
+        """The configuration of ``sn``'s next incarnation."""
+        o = self.options
+        return NodeConfig(
+            sn.node_id,
+            tick_interval=o.tick_interval * sn.tick_scale,
+            election_ticks=o.election_ticks,
+            heartbeat_ticks=1,
+            pre_vote=o.pre_vote,
+            check_quorum=True,
+            quiesce=o.quiesce,
+            max_size_per_msg=o.max_size_per_msg,
+            max_inflight_msgs=o.max_inflight_msgs,
+            proposal_timeout=o.proposal_timeout,
+            snapshot_entries=o.snapshot_entries,
+            snapshot_keep_entries=o.snapshot_keep_entries,
+            step_down_on_removal=o.step_down_on_removal,
+            unknown_group_policy=UnknownGroupPolicy.CREATE,
+            state_machine_factory=self.state_machine_factory(sn),
+            write_in_thread=True,
+            seed=(self.seed * 1_000_003 + sn.incarnation) & ((1 << 62) - 1),
+        )
+
+    async def start(self, node_id: int) -> Node:
+        """Start a new incarnation of ``node_id`` on its engine (or return the running one)."""
+        assert self._nursery is not None
+        sn = self.nodes[node_id]
+        async with sn.lifecycle:
+            if sn.node is not None:
+                return sn.node
+            sn.incarnation += 1
+            sn.state_machines = {}
+            sn.done = trio.Event()
+            node: Node = await self._nursery.start(self._run, sn)
+        self.trace.record(
+            "start",
+            f"node {node_id} incarnation {sn.incarnation} tick x{sn.tick_scale:.2f}"
+            f"{' blocking-apply' if sn.blocking_apply else ''}",
+        )
+        return node
+
+    async def _run(self, sn: SimNode, task_status: trio.TaskStatus[Node]) -> None:
+        inner = self.network.transport(sn.node_id)
+        transport = SimTransport(inner, sn.node_id, self.faults, self.checker)
+        started = False
+        try:
+            with trio.CancelScope() as scope:
+                sn.scope = scope
+                async with open_node(
+                    self.node_config(sn), transport=transport, log_engine=sn.engine
+                ) as node:
+                    sn.node = node
+                    started = True
+                    task_status.started(node)
+                    await self._collect_removed_replicas(sn, node)
+        except Exception as exc:  # a node that dies of an exception is the finding
+            self.checker.violation("node failure", f"node {sn.node_id} raised {exc!r}")
+            if not started:
+                raise
+        finally:
+            sn.node = None
+            sn.scope = None
+            sn.done.set()
+
+    async def _collect_removed_replicas(self, sn: SimNode, node: Node) -> None:
+        """Remove the replicas this node no longer belongs to, as a host must; report failures.
+
+        A replica removed from its group's membership is of no use any more, and
+        a removed leader would otherwise keep heartbeating its followers (when
+        ``step_down_on_removal`` is off, as in etcd) so that they never elect
+        another. Hosts built on etcd raft stop such a replica (etcd stops the
+        member, CockroachDB collects the replica); so does the simulated host,
+        on the membership it applies and on what it finds at start.
+        """
+        async with node.events() as events:
+            for g in node.group_ids():
+                await self._collect_if_removed(sn, node, g)
+            async for ev in events:
+                if isinstance(ev, MembershipChanged):
+                    await self._collect_if_removed(sn, node, ev.group_id)
+                elif isinstance(ev, GroupFailed):
+                    # Raft refused an input as impossible. Every message in the
+                    # simulation is one a correct peer could send, so this is a bug.
+                    self.checker.violation(
+                        "group failure",
+                        f"node {sn.node_id} stopped the group: {ev.reason}",
+                        ev.group_id,
+                    )
+
+    async def _collect_if_removed(self, sn: SimNode, node: Node, group_id: int) -> None:
+        cs = sn.engine.storage(group_id).initial_state()[1]
+        if cs.is_empty() or sn.node_id in members(cs):
+            return
+        self.trace.record("collect", f"node {sn.node_id} removes its replica of group {group_id}")
+        with contextlib.suppress(GroupNotFoundError, GroupRemovedError):
+            await node.remove_group(group_id)
+
+    def membership(self, group_id: int) -> ConfState | None:
+        """The membership the newest leader seen of ``group_id`` holds durably."""
+        lead = self.checker.current_leader.get(group_id)
+        if lead is None:
+            return None
+        cs = self.nodes[lead[1]].engine.storage(group_id).initial_state()[1]
+        return None if cs.is_empty() else cs
+
+    async def crash(self, node_id: int) -> None:
+        """Kill ``node_id``'s incarnation at once; wait until its tasks are gone."""
+        sn = self.nodes[node_id]
+        async with sn.lifecycle:
+            if sn.scope is None:
+                return
+            self.trace.record("crash", f"node {node_id}")
+            sn.scope.cancel()
+            await sn.done.wait()
