@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import shutil
+import signal
 import sys
 import tempfile
 import time
@@ -244,7 +245,24 @@ def _summary(
     return "\n".join(lines)
 
 
+class _Interrupted(Exception):
+    """SIGINT or SIGTERM arrived: stop the nodes cleanly and exit 130."""
+
+
 async def _run(args: argparse.Namespace, data_root: str) -> None:
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async with trio.open_nursery() as nursery:
+
+            async def interrupt() -> None:
+                async for signum in signals:
+                    raise _Interrupted(signal.Signals(signum).name)
+
+            nursery.start_soon(interrupt)
+            await _demo(args, data_root)
+            nursery.cancel_scope.cancel()
+
+
+async def _demo(args: argparse.Namespace, data_root: str) -> None:
     from examples.rangekv.verify import VerificationError, verify_store
     from examples.rangekv.workload import Workload
 
@@ -281,25 +299,31 @@ async def _run(args: argparse.Namespace, data_root: str) -> None:
         print(_summary(args, data_root, monitor, workload, workload_seconds, report, idle))
 
 
+def _leaves(exc: BaseException) -> list[BaseException]:
+    """The exceptions inside ``exc``, exception groups unpacked, in order."""
+    if isinstance(exc, BaseExceptionGroup):
+        return [leaf for e in exc.exceptions for leaf in _leaves(e)]
+    return [exc]
+
+
+def _find(exc: BaseException, kind: type[BaseException]) -> BaseException | None:
+    return next((e for e in _leaves(exc) if isinstance(e, kind)), None)
+
+
 def _describe_failure(exc: BaseException) -> str:
     """The message of the first :class:`DemoFailure` inside ``exc``, else its first error."""
-    leaves: list[BaseException] = []
-    stack = [exc]
-    while stack:
-        e = stack.pop(0)
-        if isinstance(e, BaseExceptionGroup):
-            stack.extend(e.exceptions)
-        else:
-            leaves.append(e)
-    for e in leaves:
-        if isinstance(e, DemoFailure):
-            return str(e)
-    first = leaves[0] if leaves else exc
+    failure = _find(exc, DemoFailure)
+    if failure is not None:
+        return str(failure)
+    first = _leaves(exc)[0]
     return f"{type(first).__name__}: {first}"
 
 
 def main(argv: Sequence[str]) -> int:
-    """Run the demo; 0 when every check passed, 1 with the reason otherwise, 2 on bad usage."""
+    """Run the demo; 0 when every check passed, 1 with the reason otherwise, 2 on bad usage.
+
+    SIGINT (Ctrl-C) or SIGTERM stops the nodes cleanly and returns 130.
+    """
     args = _parser().parse_args(list(argv))
     if args.ranges < 1 or args.split_keys < 2 or args.workers < 1:
         print(
@@ -312,6 +336,9 @@ def main(argv: Sequence[str]) -> int:
     try:
         trio.run(_run, args, data_root)
     except Exception as exc:  # any failure ends with a clear message and exit 1
+        if _find(exc, _Interrupted) is not None:
+            print(f"\nmultiraft demo: interrupted (data kept in {data_root})", file=sys.stderr)
+            return 130
         failure = _describe_failure(exc)
     if failure is not None:
         print(f"\nmultiraft demo FAILED: {failure}\n(data kept in {data_root})", file=sys.stderr)

@@ -152,12 +152,18 @@ async def open_process_cluster(
                     f"--split-keys={split_keys}",
                     f"--split-bytes={split_bytes}",
                     f"--tick-interval={tick_interval}",
+                    "--stop-on-stdin-eof",
                 ]
                 if balance_leaders:
                     argv.append("--balance-leaders")
                 with open(log_path, "ab") as log_file:
+                    # The node stops when its stdin closes: when this process exits, however.
                     process = await trio.lowlevel.open_process(
-                        argv, stdout=subprocess.PIPE, stderr=log_file, env=_child_env()
+                        argv,
+                        stdin=subprocess.PIPE,
+                        stdout=subprocess.PIPE,
+                        stderr=log_file,
+                        env=_child_env(),
                     )
                 node = cluster.nodes[node_id] = _NodeProcess(node_id, process, log_path)
                 await _read_ready_line(node)

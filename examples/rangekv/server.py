@@ -11,7 +11,9 @@ the demo talk to the host through the RPC port (:mod:`examples.rangekv.rpc`),
 which also accepts ``SetPeersRequest`` so that nodes started on port 0 can be
 introduced to each other. Once listening the process prints one JSON line on
 stdout: ``{"event": "ready", "node": 1, "listen": [host, port], "rpc": [host,
-port]}``. SIGTERM or SIGINT stop it cleanly (exit 0).
+port]}``. SIGTERM or SIGINT stop it cleanly (exit 0), and so does the end of
+stdin with ``--stop-on-stdin-eof`` (so nodes started by a program that dies
+do not outlive it).
 """
 
 from __future__ import annotations
@@ -19,9 +21,10 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 
 import trio
 
@@ -65,6 +68,11 @@ def _parser() -> argparse.ArgumentParser:
         "--balance-leaders", action="store_true", help="spread new ranges' leaders over nodes"
     )
     p.add_argument("--tick-interval", type=float, default=0.1, help="seconds per raft tick")
+    p.add_argument(
+        "--stop-on-stdin-eof",
+        action="store_true",
+        help="stop cleanly when stdin closes (the parent process exited)",
+    )
     p.add_argument("--log-level", default="WARNING", help="logging level (stderr)")
     return p
 
@@ -104,11 +112,31 @@ async def _run(args: argparse.Namespace) -> None:
                 return await host.handle(request)
 
             nursery.start_soon(serve_rpc, handle, rpc_listeners)
+            stop = trio.Event()
+            nursery.start_soon(_stop_on_signal, signals, stop)
+            if args.stop_on_stdin_eof:
+                nursery.start_soon(_stop_on_stdin_eof, stop)
             _announce(host, transport.listen_address, rpc_listeners)
-            async for signum in signals:
-                _log.info("node %d stopping on %s", args.id, signal.Signals(signum).name)
-                break
+            await stop.wait()
+            _log.info("node %d stopping", args.id)
             nursery.cancel_scope.cancel()
+
+
+async def _stop_on_signal(signals: AsyncIterator[int], stop: trio.Event) -> None:
+    async for signum in signals:
+        _log.info("received %s", signal.Signals(signum).name)
+        stop.set()
+        return
+
+
+async def _stop_on_stdin_eof(stop: trio.Event) -> None:
+    """Stop once stdin closes: the process that started this node is gone."""
+    stdin = trio.lowlevel.FdStream(os.dup(sys.stdin.fileno()))
+    async with stdin:
+        while await stdin.receive_some(4096):
+            pass
+    _log.info("stdin closed")
+    stop.set()
 
 
 def _announce(
