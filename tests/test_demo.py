@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import pathlib
 import re
+import signal
 import subprocess
 import sys
 
@@ -61,3 +62,88 @@ def test_demo_refuses_bad_arguments_with_exit_2() -> None:
     result = _demo("--ranges", "0")
     assert result.returncode == 2
     assert "--ranges and --workers must be >= 1" in result.stderr
+
+
+def _processes_mentioning(text: str) -> list[int]:
+    pids = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/cmdline", "rb") as f:
+                if text.encode() in f.read():
+                    pids.append(int(entry))
+        except OSError:
+            continue
+    return pids
+
+
+def test_sigterm_stops_the_demo_and_every_node_process_with_exit_130(
+    tmp_path: pathlib.Path,
+) -> None:
+    data_dir = str(tmp_path / "demo")
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (ROOT, env.get("PYTHONPATH")) if p)
+    demo = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "multiraft.cli",
+            "demo",
+            "--ranges",
+            "100000",
+            "--data-dir",
+            data_dir,
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert demo.stdout is not None
+        demo.stdout.readline()  # "starting 3 nodes"
+        assert "ranges" in demo.stdout.readline()  # the first progress line: nodes are up
+        assert len(_processes_mentioning(data_dir + "/node")) == 3
+        demo.send_signal(signal.SIGTERM)
+        _, err = demo.communicate(timeout=60)
+    finally:
+        if demo.poll() is None:
+            demo.kill()
+    assert demo.returncode == 130, err
+    assert f"multiraft demo: interrupted (data kept in {data_dir})" in err
+    assert _processes_mentioning(data_dir + "/node") == []
+
+
+def test_a_node_process_stops_cleanly_when_its_parent_pipe_closes(tmp_path: pathlib.Path) -> None:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (ROOT, env.get("PYTHONPATH")) if p)
+    node = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "examples.rangekv.server",
+            "--id",
+            "1",
+            "--data-dir",
+            str(tmp_path / "n1"),
+            "--stop-on-stdin-eof",
+        ],
+        cwd=ROOT,
+        env=env,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert node.stdout is not None and node.stdin is not None
+        ready = node.stdout.readline()
+        assert '"event": "ready"' in ready
+        node.stdin.close()
+        node.wait(timeout=30)
+    finally:
+        if node.poll() is None:
+            node.kill()
+    assert node.returncode == 0

@@ -88,6 +88,27 @@ def _child_env() -> dict[str, str]:
     return env
 
 
+async def _start_node(node_id: int, data_root: str, options: list[str]) -> _NodeProcess:
+    data_dir = os.path.join(data_root, f"node{node_id}")
+    os.makedirs(data_dir, exist_ok=True)
+    log_path = os.path.join(data_root, f"node{node_id}.log")
+    argv = [
+        sys.executable,
+        "-m",
+        "examples.rangekv.server",
+        f"--id={node_id}",
+        f"--data-dir={data_dir}",
+        "--stop-on-stdin-eof",
+        *options,
+    ]
+    with open(log_path, "ab") as log_file:
+        # The node stops when its stdin closes: when this process exits, however.
+        process = await trio.lowlevel.open_process(
+            argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log_file, env=_child_env()
+        )
+    return _NodeProcess(node_id, process, log_path)
+
+
 async def _read_ready_line(node: _NodeProcess) -> None:
     stdout = node.process.stdout
     assert stdout is not None
@@ -136,36 +157,18 @@ async def open_process_cluster(
     Raises :class:`NodeProcessError` if a node fails to start or does not exit
     cleanly (exit code 0) after SIGTERM at the end.
     """
+    node_options = [
+        f"--split-keys={split_keys}",
+        f"--split-bytes={split_bytes}",
+        f"--tick-interval={tick_interval}",
+        *(["--balance-leaders"] if balance_leaders else []),
+    ]
     cluster = ProcessCluster()
-    async with AsyncExitStack() as stack:
-        try:
+    try:
+        async with AsyncExitStack() as stack:
             for node_id in node_ids:
-                data_dir = os.path.join(data_root, f"node{node_id}")
-                os.makedirs(data_dir, exist_ok=True)
-                log_path = os.path.join(data_root, f"node{node_id}.log")
-                argv = [
-                    sys.executable,
-                    "-m",
-                    "examples.rangekv.server",
-                    f"--id={node_id}",
-                    f"--data-dir={data_dir}",
-                    f"--split-keys={split_keys}",
-                    f"--split-bytes={split_bytes}",
-                    f"--tick-interval={tick_interval}",
-                    "--stop-on-stdin-eof",
-                ]
-                if balance_leaders:
-                    argv.append("--balance-leaders")
-                with open(log_path, "ab") as log_file:
-                    # The node stops when its stdin closes: when this process exits, however.
-                    process = await trio.lowlevel.open_process(
-                        argv,
-                        stdin=subprocess.PIPE,
-                        stdout=subprocess.PIPE,
-                        stderr=log_file,
-                        env=_child_env(),
-                    )
-                node = cluster.nodes[node_id] = _NodeProcess(node_id, process, log_path)
+                node = await _start_node(node_id, data_root, node_options)
+                cluster.nodes[node_id] = node
                 await _read_ready_line(node)
             for node in cluster.nodes.values():
                 client = await stack.enter_async_context(open_rpc_client(node.node_id, *node.rpc))
@@ -174,12 +177,11 @@ async def open_process_cluster(
             for node_id in cluster.nodes:
                 await cluster._expect_ok(node_id, SetPeersRequest(peers))
             yield cluster
-        finally:
-            await stack.aclose()
-            with trio.CancelScope(shield=True):
-                async with trio.open_nursery() as nursery:
-                    for node in cluster.nodes.values():
-                        nursery.start_soon(_stop, node)
+    finally:
+        with trio.CancelScope(shield=True):
+            async with trio.open_nursery() as nursery:
+                for node in cluster.nodes.values():
+                    nursery.start_soon(_stop, node)
     bad = {i: code for i, code in cluster.exit_codes().items() if code != 0}
     if bad:
         tails = "\n".join(f"node {i}:\n{cluster.nodes[i].log_tail()}" for i in bad)

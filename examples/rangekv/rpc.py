@@ -84,18 +84,22 @@ async def serve_rpc(handler: Handler, listeners: Sequence[trio.SocketListener]) 
                 reply = Unavailable(f"internal error: {exc!r}")
             finally:
                 slots.release()
-            async with send_lock:
-                await stream.send_all(_record(request_id, reply))
+            try:
+                async with send_lock:
+                    await stream.send_all(_record(request_id, reply))
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                pass  # the client went away; its other requests find out the same way
 
         try:
             async with trio.open_nursery() as nursery:
-                while (record := await reader.next()) is not None:
-                    await slots.acquire()
-                    nursery.start_soon(answer, *record)
-        except (trio.BrokenResourceError, trio.ClosedResourceError):
-            pass
-        except CodecError as exc:
-            _log.warning("closing an RPC connection: %s", exc)
+                try:
+                    while (record := await reader.next()) is not None:
+                        await slots.acquire()
+                        nursery.start_soon(answer, *record)
+                except (trio.BrokenResourceError, trio.ClosedResourceError):
+                    pass
+                except CodecError as exc:
+                    _log.warning("closing an RPC connection: %s", exc)
         finally:
             await trio.aclose_forcefully(stream)
 
