@@ -14,18 +14,25 @@ import pytest
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def _demo(*args: str, timeout: float = 120.0) -> subprocess.CompletedProcess[str]:
+def _start(module: str, *args: str, stdin: int | None = None) -> subprocess.Popen[str]:
+    """``python -m module args`` from the checkout, with pipes for stdout and stderr."""
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (ROOT, env.get("PYTHONPATH")) if p)
-    return subprocess.run(
-        [sys.executable, "-m", "multiraft.cli", "demo", *args],
+    return subprocess.Popen(
+        [sys.executable, "-m", module, *args],
         cwd=ROOT,
         env=env,
-        capture_output=True,
+        stdin=stdin,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
         text=True,
-        timeout=timeout,
-        check=False,
     )
+
+
+def _demo(*args: str, timeout: float = 120.0) -> subprocess.CompletedProcess[str]:
+    process = _start("multiraft.cli", "demo", *args)
+    out, err = process.communicate(timeout=timeout)
+    return subprocess.CompletedProcess(process.args, process.returncode, out, err)
 
 
 def _ranges_reached(stdout: str) -> int:
@@ -82,25 +89,7 @@ def test_sigterm_stops_the_demo_and_every_node_process_with_exit_130(
     tmp_path: pathlib.Path,
 ) -> None:
     data_dir = str(tmp_path / "demo")
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (ROOT, env.get("PYTHONPATH")) if p)
-    demo = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "multiraft.cli",
-            "demo",
-            "--ranges",
-            "100000",
-            "--data-dir",
-            data_dir,
-        ],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    demo = _start("multiraft.cli", "demo", "--ranges", "100000", "--data-dir", data_dir)
     try:
         assert demo.stdout is not None
         demo.stdout.readline()  # "starting 3 nodes"
@@ -117,25 +106,10 @@ def test_sigterm_stops_the_demo_and_every_node_process_with_exit_130(
 
 
 def test_a_node_process_stops_cleanly_when_its_parent_pipe_closes(tmp_path: pathlib.Path) -> None:
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (ROOT, env.get("PYTHONPATH")) if p)
-    node = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "examples.rangekv.server",
-            "--id",
-            "1",
-            "--data-dir",
-            str(tmp_path / "n1"),
-            "--stop-on-stdin-eof",
-        ],
-        cwd=ROOT,
-        env=env,
+    node = _start(
+        "examples.rangekv.server",
+        *("--id", "1", "--data-dir", str(tmp_path / "n1"), "--stop-on-stdin-eof"),
         stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
     )
     try:
         assert node.stdout is not None and node.stdin is not None

@@ -29,7 +29,7 @@ from examples.rangekv.commands import (
     Value,
     WrongRange,
 )
-from examples.rangekv.descriptor import RangeDescriptor
+from examples.rangekv.descriptor import RangeDescriptor, range_at
 from examples.rangekv.protocol import (
     DescriptorReply,
     DirectoryReplicasRequest,
@@ -115,11 +115,8 @@ class RangeCache:
 
     def find(self, key: bytes) -> RangeDescriptor | None:
         """The cached range holding ``key``, or None."""
-        i = self._by_start.bisect_right(key) - 1
-        if i < 0:
-            return None
-        desc: RangeDescriptor = self._by_start.peekitem(i)[1]
-        return desc if desc.contains(key) else None
+        desc = range_at(self._by_start, key)
+        return desc if desc is not None and desc.contains(key) else None
 
     def _overlapping(self, desc: RangeDescriptor) -> list[RangeDescriptor]:
         by_start = self._by_start

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any
 
 import attrs
 
-__all__ = ["RangeDescriptor", "TilingError", "check_tiling"]
+__all__ = ["RangeDescriptor", "TilingError", "check_tiling", "range_at"]
 
 
 @attrs.frozen(slots=True)
@@ -60,3 +61,16 @@ def check_tiling(descriptors: Iterable[RangeDescriptor]) -> None:
         expected_start = d.end
     if expected_start is not None:
         raise TilingError(f"keys from {expected_start!r} up are not covered")
+
+
+def range_at(by_start: Any, key: bytes) -> RangeDescriptor | None:
+    """In a ``SortedDict`` of descriptors by start key, the last one starting at or before ``key``.
+
+    It holds ``key`` when the descriptors tile the key space; otherwise check
+    with :meth:`RangeDescriptor.contains`.
+    """
+    i: int = by_start.bisect_right(key) - 1
+    if i < 0:
+        return None
+    desc: RangeDescriptor = by_start.peekitem(i)[1]
+    return desc

@@ -20,7 +20,7 @@ from examples.rangekv.commands import (
     UpdateReplicas,
     Value,
 )
-from examples.rangekv.descriptor import RangeDescriptor
+from examples.rangekv.descriptor import RangeDescriptor, range_at
 from examples.rangekv.wire import unpack
 from multiraft.codec import decode, encode
 
@@ -55,11 +55,7 @@ class DirectoryStateMachine:
 
     def lookup(self, key: bytes) -> RangeDescriptor | None:
         """The range holding ``key`` (None before initialization)."""
-        i = self.by_start.bisect_right(key) - 1
-        if i < 0:
-            return None
-        desc: RangeDescriptor = self.by_start.peekitem(i)[1]
-        return desc
+        return range_at(self.by_start, key)
 
     def descriptors(self) -> list[RangeDescriptor]:
         """Every range, in key order."""
