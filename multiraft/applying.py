@@ -97,6 +97,10 @@ class Applier:
     def _after_restore(self, r: Replica, snap: Snapshot) -> None:
         meta = snap.metadata
         r.bootstrap_index = 0
+        if r.corrupt and not self._table.is_corrupt(r.group_id):
+            # The engine persisted the leader's snapshot over the damaged log.
+            self._table.repaired(r)
+            _log.info("group %d: damaged log repaired by a snapshot at %d", r.group_id, meta.index)
         self._table.set_conf_state(r, meta.conf_state, meta.index, persist=False)
         r.index_waiters = {i: s for i, s in r.index_waiters.items() if i > meta.index}
 
@@ -131,6 +135,7 @@ class Applier:
             table.fail(r, exc)
             return False
         table.set_conf_state(r, cs, e.index, persist=True)
+        r.last_active_tick = table.tick
         proposer, seq = decode_header(cc.context)
         if proposer == table.node_id:
             waiter = r.proposal_waiters.pop(seq, None)
@@ -145,6 +150,8 @@ class Applier:
         node_id = table.node_id
         waiters = r.proposal_waiters
         table.counters.commands_applied += len(batch.results)
+        if batch.results:
+            r.last_active_tick = table.tick
         if waiters:
             for _, proposer, seq, value, failed in batch.results:
                 if proposer != node_id:

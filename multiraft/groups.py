@@ -15,7 +15,7 @@ from multiraft.counters import NodeCounters
 from multiraft.errors import GroupFailedError
 from multiraft.events import EventHub, GroupCreated, GroupFailed, MembershipChanged
 from multiraft.liveness import PeerLiveness
-from multiraft.ports import LogEngine
+from multiraft.ports import CorruptionReportingLog, LogEngine
 from multiraft.raft.config import Config
 from multiraft.raft.rawnode import RawNode
 from multiraft.raft.types import ConfState
@@ -56,12 +56,15 @@ class GroupTable:
 
     __slots__ = (
         "_bootstrap_conf",
+        "_corruption",
         "active",
         "config",
+        "corrupt",
         "counters",
         "dirty",
         "engine",
         "events",
+        "failed",
         "liveness",
         "node_id",
         "policy",
@@ -92,6 +95,9 @@ class GroupTable:
         self.active: dict[Replica, None] = {}
         #: Groups with work for the next ready cycle.
         self.dirty: dict[Replica, None] = {}
+        #: Hosted groups stopped by :meth:`fail`, and those with a damaged log.
+        self.failed: set[int] = set()
+        self.corrupt: set[int] = set()
         #: Hosted groups that do not know their membership yet (created for a message).
         self.uninitialized: set[int] = set()
         self.liveness = PeerLiveness(config.peer_timeout_ticks)
@@ -101,6 +107,7 @@ class GroupTable:
         self.snapshot_sends = SnapshotSends(config.max_concurrent_snapshot_sends)
         #: The node's current tick.
         self.tick = 0
+        self._corruption = engine if isinstance(engine, CorruptionReportingLog) else None
         #: Membership of a new group by its sorted members (most groups share a few).
         self._bootstrap_conf: dict[tuple[int, ...], ConfState] = {}
 
@@ -163,6 +170,15 @@ class GroupTable:
             bootstrap_index = len(peers)
         r = Replica(group_id, node_id, rawnode, stored, state_machine, self.policy, cs, 0)
         r.bootstrap_index = bootstrap_index
+        if self._corruption is not None and self.is_corrupt(group_id):
+            r.corrupt = True
+            self.corrupt.add(group_id)
+            _log.warning(
+                "node %d: group %d has a damaged log: it will not vote or acknowledge"
+                " until a snapshot repairs it",
+                node_id,
+                group_id,
+            )
         if snap is not None and applied and not restored:
             r.restore(snap)
         r.applied = applied
@@ -176,6 +192,15 @@ class GroupTable:
             self.events.publish(GroupCreated(group_id, lazily))
         return r
 
+    def repaired(self, r: Replica) -> None:
+        """``r``'s damaged log was replaced by a snapshot: it may vote and acknowledge."""
+        r.corrupt = False
+        self.corrupt.discard(r.group_id)
+
+    def is_corrupt(self, group_id: int) -> bool:
+        """Whether the log engine flags the group's log as damaged."""
+        return self._corruption is not None and group_id in self._corruption.corrupted_groups()
+
     def forget(self, r: Replica) -> None:
         """Stop hosting ``r`` (removed): it leaves every set and frees its peers."""
         r.removed = True
@@ -183,6 +208,8 @@ class GroupTable:
         self.active.pop(r, None)
         self.dirty.pop(r, None)
         self.uninitialized.discard(r.group_id)
+        self.failed.discard(r.group_id)
+        self.corrupt.discard(r.group_id)
         self.snapshot_sends.finished(r.group_id)
         self.forget_peers(r.conf_state)
 
@@ -197,6 +224,7 @@ class GroupTable:
         reason = f"{type(exc).__name__}: {exc}"
         _log.error("node %d: group %d stopped: %s", self.node_id, r.group_id, reason)
         r.failed = reason
+        self.failed.add(r.group_id)
         self.active.pop(r, None)
         self.dirty.pop(r, None)
         self.snapshot_sends.finished(r.group_id)

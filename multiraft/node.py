@@ -307,18 +307,20 @@ class Node:
         """Counters (monotonic, see :class:`~multiraft.counters.NodeCounters`) and gauges.
 
         Gauges: ``groups`` (hosted), ``quiesced_groups``, ``active_groups``
-        (ticked), ``failed_groups``, ``dead_peers``, ``unknown_groups_buffered``,
+        (ticked), ``failed_groups``, ``corrupt_groups`` (damaged logs waiting for a
+        snapshot), ``dead_peers``, ``unknown_groups_buffered``,
         ``unknown_messages_buffered``, ``tombstones``,
         ``snapshot_sends_in_flight``; counters kept outside ``NodeCounters``:
         ``unknown_messages_dropped`` and ``snapshot_sends_refused``.
         """
         table = self._table
         out = attrs.asdict(self._counters)
-        failed = sum(1 for r in table.replicas.values() if r.failed is not None)
+        failed = len(table.failed)
         out["groups"] = len(table.replicas)
         out["quiesced_groups"] = len(table.replicas) - len(table.active) - failed
         out["active_groups"] = len(table.active)
         out["failed_groups"] = failed
+        out["corrupt_groups"] = len(table.corrupt)
         out["dead_peers"] = len(table.liveness.dead)
         out["unknown_groups_buffered"] = len(table.unknown)
         out["unknown_messages_buffered"] = table.unknown.buffered_messages
@@ -499,10 +501,13 @@ class Node:
         nursery.start_soon(self._run_receiver)
 
     def _close(self) -> None:
+        if self._closed:
+            return
         self._closed = True
         error = NodeClosedError("the node closed")
         for r in self._table.replicas.values():
-            r.fail_all(error)
+            if r.has_pending_requests or r.campaign_waiters:
+                r.fail_all(error)
         self._notify_leader_waiters()
         self._events.close()
 

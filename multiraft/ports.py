@@ -6,7 +6,7 @@ them at module level.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Protocol, runtime_checkable
 
 import attrs
@@ -16,6 +16,7 @@ from multiraft.raft.storage import Storage
 from multiraft.raft.types import ConfState, Entry, HardState, Snapshot
 
 __all__ = [
+    "CorruptionReportingLog",
     "GroupStorage",
     "GroupWrite",
     "LogEngine",
@@ -100,6 +101,20 @@ class RemovedGroupsLog(Protocol):
 
     def removed_groups(self) -> Iterable[int]:
         """Groups removed from this engine (their tombstones)."""
+        ...
+
+
+@runtime_checkable
+class CorruptionReportingLog(Protocol):
+    """An optional part of a :class:`LogEngine`: it knows which groups' logs are damaged.
+
+    A node keeps such a group from voting, campaigning and acknowledging appends
+    (its log cannot be trusted) until a snapshot from the leader replaced its
+    state; the engine clears the flag when it persists that snapshot.
+    """
+
+    def corrupted_groups(self) -> Mapping[int, object]:
+        """The flagged groups (with what the engine knows of the damage)."""
         ...
 
 

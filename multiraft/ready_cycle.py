@@ -10,6 +10,7 @@ applies what each group committed and advances it.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 
 from multiraft.applying import Applier
@@ -28,6 +29,12 @@ __all__ = ["ReadyCycle"]
 
 _APP = MessageType.APP
 _HEARTBEAT = MessageType.HEARTBEAT
+_CAMPAIGN_REQUESTS = frozenset((MessageType.VOTE, MessageType.PRE_VOTE))
+_ACKNOWLEDGEMENTS = frozenset(
+    (MessageType.VOTE_RESP, MessageType.PRE_VOTE_RESP, MessageType.APP_RESP)
+)
+
+_log = logging.getLogger("multiraft.node")
 
 
 class ReadyCycle:
@@ -68,7 +75,15 @@ class ReadyCycle:
             r.pending_write = None
             rn = r.rawnode
             if rn.has_ready():
-                rd = rn.ready()
+                if r.corrupt:
+                    got = _ready_of_damaged(r)
+                    if got is None:
+                        if gw is not None:
+                            batch.append(gw)
+                        continue
+                    rd = got
+                else:
+                    rd = rn.ready()
                 if rd.entries or rd.hard_state is not None or rd.snapshot is not None:
                     if gw is None:
                         gw = GroupWrite(r.group_id)
@@ -96,6 +111,8 @@ class ReadyCycle:
                 self._on_soft_state(r, rd.soft_state)
             msgs = rd.messages
             if msgs:
+                if r.corrupt:
+                    msgs = _withheld_by_damaged_log(r, msgs)
                 if len(msgs) > 2:
                     msgs = _without_redundant_heartbeats(msgs)
                 gid = r.group_id
@@ -128,6 +145,40 @@ class ReadyCycle:
             if table.events.has_subscribers:
                 table.events.publish(LeaderChanged(r.group_id, lead or None, r.rawnode.raft.term))
             self._notify_leader()
+
+
+def _ready_of_damaged(r: Replica) -> Ready | None:
+    """The Ready of a group with a damaged log, or None while raft cannot read it."""
+    try:
+        return r.rawnode.ready()
+    except Exception as exc:
+        # Raft needs committed entries the engine can no longer read: the group
+        # stays silent until a snapshot from the leader replaces them.
+        _log.warning("group %d: damaged log unreadable: %r", r.group_id, exc)
+        return None
+
+
+def _withheld_by_damaged_log(r: Replica, msgs: list[Message]) -> list[Message]:
+    """``msgs`` less the ones a replica with a damaged log must not send.
+
+    No vote or pre-vote requests, no granted votes or pre-votes and no append
+    acknowledgements: its log may lack what it claims to hold. Rejections and
+    heartbeat responses still go, so the leader keeps probing it and, once it
+    compacted past what the replica has, sends the snapshot that repairs it.
+    """
+    kept = []
+    for m in msgs:
+        t = m.type
+        if t in _CAMPAIGN_REQUESTS:
+            continue
+        if t in _ACKNOWLEDGEMENTS and not m.reject:
+            continue
+        kept.append(m)
+    if len(kept) != len(msgs):
+        _log.debug(
+            "group %d: withheld %d messages (damaged log)", r.group_id, len(msgs) - len(kept)
+        )
+    return kept
 
 
 def _drop_reads(r: Replica) -> None:

@@ -75,12 +75,13 @@ class Replica:
         "bytes_since_snapshot",
         "campaign_waiters",
         "conf_state",
+        "corrupt",
         "entries_since_snapshot",
         "failed",
         "group_id",
         "index_waiters",
+        "last_active_tick",
         "last_leader",
-        "last_request_tick",
         "leader",
         "node_id",
         "ops",
@@ -126,13 +127,18 @@ class Replica:
         self.last_leader = 0
         self.quiesced = False
         self.removed = False
+        #: The log engine flagged this group's log as damaged: it must not vote,
+        #: campaign or acknowledge appends until a snapshot repaired it.
+        self.corrupt = False
         #: Why raft stopped this group (it refused an input as impossible), or None.
         self.failed: str | None = None
         #: Entries up to this index are the bootstrap membership this node gave raft
         #: itself when it created the group (raft's configuration already holds them).
         self.bootstrap_index = 0
-        #: The node tick at which a caller last queued a request (campaigns aside).
-        self.last_request_tick = -2
+        #: The node tick at which the group was last busy: a request queued here
+        #: (campaigns aside) or commands applied. Leaders quiesce only once idle
+        #: for a whole tick, so a busy group does not sleep between two proposals.
+        self.last_active_tick = -2
         #: A campaign waits until the committed membership entries are applied.
         self.wants_campaign = False
         self.campaign_waiters: list[Waiter] = []
@@ -172,10 +178,11 @@ class Replica:
     def campaign(self) -> None:
         """Start an election unless one is pointless or already under way.
 
-        A no-op when this replica leads, campaigns, follows a known leader or voted
-        for another candidate in this term. Raft refuses to campaign over committed
-        membership entries not yet applied (a new group's bootstrap): the campaign
-        then waits for them (the driver calls again once they are applied).
+        A no-op when this replica leads, campaigns, follows a known leader, voted
+        for another candidate in this term, or has a damaged log. Raft refuses to
+        campaign over committed membership entries not yet applied (a new group's
+        bootstrap): the campaign then waits for them (the driver calls again once
+        they are applied).
         """
         raft = self.rawnode.raft
         log = raft.raft_log
@@ -183,7 +190,12 @@ class Replica:
             self.wants_campaign = True
             return
         self.wants_campaign = False
-        if raft.state is _FOLLOWER and raft.lead == NONE and raft.vote in (NONE, raft.id):
+        if (
+            raft.state is _FOLLOWER
+            and raft.lead == NONE
+            and raft.vote in (NONE, raft.id)
+            and not self.corrupt
+        ):
             self.rawnode.campaign()
         waiters = self.campaign_waiters
         if waiters:

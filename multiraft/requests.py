@@ -69,7 +69,7 @@ class RequestQueue:
                 continue
             table.wake(r)
             if any(op is not _CAMPAIGN for op in ops):
-                r.last_request_tick = table.tick
+                r.last_active_tick = table.tick
             batch: list[Proposal] = []
             for op in ops:
                 if isinstance(op, Proposal):

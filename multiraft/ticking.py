@@ -55,11 +55,20 @@ class Ticker:
         dirty = table.dirty
         to_quiesce: list[Replica] = []
         n = 0
+        idle_before = tick - 1
         for r in table.active:
+            if r.corrupt:
+                # A damaged log must not start elections: it waits for a snapshot.
+                continue
             rn = r.rawnode
             raft = rn.raft
             state = raft.state
-            if quiesce and state is _LEADER and leader_may_quiesce(r, dead):
+            if (
+                quiesce
+                and state is _LEADER
+                and r.last_active_tick < idle_before
+                and leader_may_quiesce(r, dead)
+            ):
                 to_quiesce.append(r)
                 continue
             rn.tick()
@@ -76,15 +85,15 @@ class Ticker:
         """Quiesce leader ``r`` right away if it settled and is idle.
 
         The tick quiesces settled leaders too, but a group that just elected its
-        leader (and saw no request in this tick or the previous one) need not keep
-        heartbeating until then. A group busy with requests waits for the tick, so
-        it does not quiesce and wake between two proposals.
+        leader (and was not busy in this tick or the previous one) need not keep
+        heartbeating until then. A busy group waits until it was idle for a whole
+        tick, so it does not quiesce and wake between two proposals.
         """
         table = self._table
         if (
             table.config.quiesce
             and not r.quiesced
-            and r.last_request_tick < table.tick - 1
+            and r.last_active_tick < table.tick - 1
             and r.rawnode.raft.state is _LEADER
             and leader_may_quiesce(r, table.liveness.dead)
         ):
@@ -123,7 +132,7 @@ class Ticker:
         self._campaigns = [(t, r) for t, r in self._campaigns if t > tick]
         for r in due:
             raft = r.rawnode.raft
-            if r.removed or r.failed is not None:
+            if r.removed or r.failed is not None or r.corrupt:
                 continue
             if raft.state is _FOLLOWER and raft.lead == NONE:
                 r.rawnode.campaign()

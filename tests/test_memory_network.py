@@ -30,14 +30,15 @@ async def test_frames_arrive_in_order_and_are_counted(
 ) -> None:
     net = MemoryNetwork(measure_bytes=True)
     a, b = net.transport(1), net.transport(2)
-    frames = [frame(1, 2, n=2, hb=3) for _ in range(5)]
+    frames = [frame(1, 2, n=2, hb=3) for _ in range(5)] + [frame(1, 2, n=1)]
     assert all(a.send(2, f) for f in frames)
     assert await drain(b) == frames
-    assert (net.frames_sent(1, 2), net.messages_sent(1, 2)) == (5, 25)
+    assert (net.frames_sent(1, 2), net.messages_sent(1, 2)) == (6, 26)
     assert net.heartbeat_records_sent(1, 2) == 15
+    assert net.heartbeat_frames_sent(1, 2) == 5
     assert net.bytes_sent(1, 2) > 0
     assert net.frames_sent(2, 1) == 0
-    assert net.frames_delivered == 5
+    assert net.frames_delivered == 6
 
 
 async def test_refused_sends_return_false(autojump_clock: trio.testing.MockClock) -> None:

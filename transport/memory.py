@@ -139,6 +139,7 @@ class MemoryNetwork:
         self._frames: defaultdict[_Link, int] = defaultdict(int)
         self._messages: defaultdict[_Link, int] = defaultdict(int)
         self._heartbeats: defaultdict[_Link, int] = defaultdict(int)
+        self._heartbeat_frames: defaultdict[_Link, int] = defaultdict(int)
         self._bytes: defaultdict[_Link, int] = defaultdict(int)
         self._dropped: defaultdict[_Link, int] = defaultdict(int)
         self._refused: defaultdict[_Link, int] = defaultdict(int)
@@ -240,6 +241,10 @@ class MemoryNetwork:
         """Coalesced heartbeat and response records in those frames."""
         return self._heartbeats[(src, dst)]
 
+    def heartbeat_frames_sent(self, src: int, dst: int) -> int:
+        """Frames among those carrying at least one heartbeat or response record."""
+        return self._heartbeat_frames[(src, dst)]
+
     def bytes_sent(self, src: int, dst: int) -> int:
         """Encoded bytes of those frames (0 unless ``measure_bytes``)."""
         return self._bytes[(src, dst)]
@@ -286,7 +291,10 @@ class MemoryNetwork:
             return False
         self._frames[link] += 1
         self._messages[link] += frame.message_count()
-        self._heartbeats[link] += len(frame.heartbeats) + len(frame.heartbeat_responses)
+        records = len(frame.heartbeats) + len(frame.heartbeat_responses)
+        if records:
+            self._heartbeats[link] += records
+            self._heartbeat_frames[link] += 1
         if self.measure_bytes:
             self._bytes[link] += len(encode(frame))
         if lost:

@@ -242,7 +242,10 @@ class RawNode:
         """True when ``ready()`` would return something to do."""
         r = self.raft
         log = r.raft_log
-        if r.msgs or log.unstable.entries or log.has_next_committed_ents() or r.read_states:
+        if r.msgs or log.unstable.entries or r.read_states:
+            return True
+        # Nothing committed past applied means nothing to apply (skips a storage read).
+        if log.committed > log.applied and log.has_next_committed_ents():
             return True
         if log.unstable.snapshot is not None:
             return True
@@ -261,7 +264,7 @@ class RawNode:
         log = r.raft_log
         rd = Ready(
             entries=log.unstable_entries(),
-            committed_entries=log.next_committed_ents(),
+            committed_entries=log.next_committed_ents() if log.committed > log.applied else [],
             messages=r.msgs,
         )
         r.msgs = []
@@ -269,10 +272,11 @@ class RawNode:
         if r.lead != prev_soft.lead or r.state != prev_soft.raft_state:
             rd.soft_state = r.soft_state()
             self._prev_soft_state = rd.soft_state
-        hs = r.hard_state()
         prev_hard = self._prev_hard_state
-        if hs != prev_hard:
-            rd.hard_state = hs
+        if (r.term, r.vote, log.committed) != (prev_hard.term, prev_hard.vote, prev_hard.commit):
+            hs = rd.hard_state = r.hard_state()
+        else:
+            hs = prev_hard
         if log.unstable.snapshot is not None:
             rd.snapshot = log.unstable.snapshot
         if r.read_states:
