@@ -113,7 +113,7 @@ class ReadyCycle:
             if msgs:
                 if r.corrupt:
                     msgs = _withheld_by_damaged_log(r, msgs)
-                if len(msgs) > 2:
+                if len(msgs) > 1:
                     msgs = _without_redundant_heartbeats(msgs)
                 gid = r.group_id
                 quiesced = r.quiesced
