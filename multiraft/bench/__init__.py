@@ -1,7 +1,8 @@
 """``multiraft bench <name>``: one benchmark per module, each printing its figures.
 
 Every benchmark module has ``main(argv) -> int``, prints the machine it ran on,
-accepts ``--quick`` and ``--json FILE``.
+accepts ``--quick``, ``--tiny`` and ``--json FILE``; the measuring ones also have
+``parser()`` and ``measure(args) -> BenchReport``, which ``all`` uses.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ BENCHMARKS: dict[str, str] = {
     "storage": "multiraft.bench.storage_bench",
     "groups": "multiraft.bench.groups_bench",
     "cluster": "multiraft.bench.cluster_bench",
+    "all": "multiraft.bench.all_bench",
 }
 
 

@@ -20,8 +20,8 @@ loopback/in-process throughput ratio.
 from __future__ import annotations
 
 import argparse
-import json
 import random
+import sys
 import tempfile
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -31,9 +31,9 @@ from typing import Any
 import trio
 
 from multiraft.bench.load import percentile, run_load
-from multiraft.bench.report import BenchReport, machine_info
+from multiraft.bench.report import BenchReport, bench_parser, machine_info, run_main
 
-__all__ = ["main"]
+__all__ = ["main", "measure", "parser"]
 
 NODES = (1, 2, 3)
 #: Latency samples each node returns at most (evenly spaced over its sorted samples).
@@ -241,23 +241,33 @@ def _print_row(setup: str, count: int, outstanding: int, row: dict[str, Any]) ->
         f"{setup:>10} {count:>5} groups x {outstanding:>3} outstanding: "
         f"{row['commits_per_s']:>7,} commits/s, p50 {row['p50_ms']:.1f} ms, "
         f"p99 {row['p99_ms']:.1f} ms{traffic}; CPU/wall {cpu}",
+        file=sys.stderr,
         flush=True,
     )
 
 
-def _parse(argv: Sequence[str]) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="multiraft bench cluster", description=__doc__)
-    p.add_argument("--quick", action="store_true", help="short runs (2 s per workload)")
-    p.add_argument("--json", metavar="FILE", help="also write the figures as JSON")
+def parser() -> argparse.ArgumentParser:
+    """This benchmark's command line."""
+    p = bench_parser("cluster", __doc__)
     p.add_argument("--seconds", type=float, help="load duration per workload")
-    p.add_argument("--groups", type=int, default=1_000, help="groups of the many-group run")
+    p.add_argument("--groups", type=int, help="groups of the many-group run (default 1,000)")
     p.add_argument("--keep", action="store_true", help="keep the data directories")
-    opts = p.parse_args(list(argv))
+    return p
+
+
+def _configure(opts: argparse.Namespace) -> argparse.Namespace:
+    """Fill in the sizes the flags imply."""
     if opts.seconds is None:
-        opts.seconds = 2.0 if opts.quick else 5.0
+        opts.seconds = 0.5 if opts.tiny else 2.0 if opts.quick else 5.0
+    if opts.groups is None:
+        opts.groups = 10 if opts.tiny else 1_000
     # (groups, outstanding proposals per group)
     opts.workloads = [(1, 256), (opts.groups, 4)]
     return opts
+
+
+def _parse(argv: Sequence[str]) -> argparse.Namespace:
+    return _configure(parser().parse_args(list(argv)))
 
 
 async def _run(opts: argparse.Namespace, root: Path) -> dict[str, Any]:
@@ -267,17 +277,11 @@ async def _run(opts: argparse.Namespace, root: Path) -> dict[str, Any]:
     return results
 
 
-def main(argv: Sequence[str]) -> int:
-    """Run the benchmark; print the figures (and write JSON with ``--json``)."""
-    opts = _parse(argv)
+def measure(args: argparse.Namespace) -> BenchReport:
+    """Run both setups; return the figures (the raw rows are in ``details``)."""
+    opts = _configure(args)
     random.seed(0)
     report = BenchReport("cluster", "3 node processes over TCP loopback vs 3 nodes in-process")
-    info = machine_info()
-    print(
-        f"# multiraft bench cluster: {info['cpus']} CPUs, {info['implementation']} "
-        f"{info['python']}, {info['platform']}",
-        flush=True,
-    )
     with tempfile.TemporaryDirectory(prefix="multiraft-bench-cluster-") as tmp:
         root = Path(tmp)
         results = trio.run(_run, opts, root)
@@ -292,11 +296,10 @@ def main(argv: Sequence[str]) -> int:
         ratio = loop["commits_per_s"] / max(1, mem["commits_per_s"])
         results[f"ratio_{count}"] = round(ratio, 3)
         report.add(f"loopback/in-process throughput, {count} groups", ratio, "x")
-    report.print()
-    if opts.json:
-        data = report.as_dict()
-        data["details"] = results
-        with open(opts.json, "w", encoding="utf-8") as f:
-            json.dump(data, f, indent=2)
-            f.write("\n")
-    return 0
+    report.details = results
+    return report
+
+
+def main(argv: Sequence[str]) -> int:
+    """Run the benchmark; print the figures (and write JSON with ``--json``)."""
+    return run_main(measure, parser(), argv)

@@ -33,12 +33,12 @@ from typing import Any
 
 import trio
 
-from multiraft.bench.report import BenchReport
+from multiraft.bench.report import BenchReport, bench_parser, run_main
 from multiraft.config import NodeConfig
 from multiraft.group_spec import GroupSpec
 from multiraft.node import Node, open_node
 
-__all__ = ["main"]
+__all__ = ["main", "measure", "parser"]
 
 NODES = (1, 2, 3)
 
@@ -307,29 +307,35 @@ async def _commits(report: BenchReport, count: int, in_flight: int, seconds: flo
     )
 
 
-async def _run(report: BenchReport, quick: bool) -> None:
-    big = 1_000 if quick else 10_000
-    await _scale(report, big, 2.0 if quick else 10.0)
-    for count in (10, 100 if quick else 1_000, big):
-        await _heartbeats(report, count, 5 if quick else 10)
-    spread = 100 if quick else 1_000
+async def _run(report: BenchReport, quick: bool, tiny: bool) -> None:
+    if tiny:
+        big, idle, middle, ticks, spread, seconds = 30, 0.5, 20, 3, 10, 0.3
+    elif quick:
+        big, idle, middle, ticks, spread, seconds = 1_000, 2.0, 100, 5, 100, 2.0
+    else:
+        big, idle, middle, ticks, spread, seconds = 10_000, 10.0, 1_000, 10, 1_000, 5.0
+    await _scale(report, big, idle)
+    for count in (10, middle, big):
+        await _heartbeats(report, count, ticks)
     for in_flight in (1, 8):
-        await _commits(report, spread, in_flight, 2.0 if quick else 5.0)
+        await _commits(report, spread, in_flight, seconds)
 
 
-def main(argv: Sequence[str]) -> int:
-    """Run the benchmark; ``--quick`` for a small run, ``--json FILE`` to save figures."""
-    parser = argparse.ArgumentParser(prog="multiraft bench groups", description=__doc__)
-    parser.add_argument("--quick", action="store_true", help="small sizes, short windows")
-    parser.add_argument("--json", metavar="FILE", help="also write the figures as JSON")
-    parser.add_argument(
+def parser() -> argparse.ArgumentParser:
+    """This benchmark's command line."""
+    p = bench_parser("groups", __doc__)
+    p.add_argument(
         "--gc",
         choices=("default", "tuned"),
         default="default",
         help="CPython's garbage collector settings, or the tuned ones (TUNED_GC)",
     )
-    args = parser.parse_args(list(argv))
-    size = "1,000" if args.quick else "10,000"
+    return p
+
+
+def measure(args: argparse.Namespace) -> BenchReport:
+    """Run the benchmark (``--gc tuned`` sets the thresholds for the process); return figures."""
+    size = "30" if args.tiny else "1,000" if args.quick else "10,000"
     if args.gc == "tuned":
         gc.set_threshold(*TUNED_GC)
     settings = ", ".join(str(t) for t in gc.get_threshold())
@@ -338,8 +344,10 @@ def main(argv: Sequence[str]) -> int:
         f"{size} groups on 3 in-process nodes, memory network, real time,"
         f" {args.gc} GC (thresholds {settings})",
     )
-    trio.run(_run, report, args.quick)
-    report.print()
-    if args.json:
-        report.write_json(args.json)
-    return 0
+    trio.run(_run, report, args.quick, args.tiny)
+    return report
+
+
+def main(argv: Sequence[str]) -> int:
+    """Run the benchmark; ``--quick`` for a small run, ``--json FILE`` to save figures."""
+    return run_main(measure, parser(), argv)

@@ -12,10 +12,10 @@ import time
 from collections import deque
 from collections.abc import Sequence
 
-from multiraft.bench.report import BenchReport
+from multiraft.bench.report import BenchReport, bench_parser, run_main
 from multiraft.raft import ConfChange, Config, EntryType, Message, RawNode
 
-__all__ = ["main", "run"]
+__all__ = ["main", "measure", "parser", "run"]
 
 _PAYLOAD = 128
 
@@ -115,15 +115,19 @@ def run(entries: int, batch: int, *, batch_api: bool = True) -> dict[str, float]
     }
 
 
-def main(argv: Sequence[str]) -> int:
-    """Run the raft core benchmark and print its figures."""
-    parser = argparse.ArgumentParser(prog="multiraft bench raft", description=__doc__)
-    parser.add_argument("--quick", action="store_true", help="short run")
-    parser.add_argument("--json", metavar="FILE", help="also write the figures as JSON")
-    args = parser.parse_args(list(argv))
+def parser() -> argparse.ArgumentParser:
+    """This benchmark's command line."""
+    return bench_parser("raft", __doc__)
+
+
+def measure(args: argparse.Namespace) -> BenchReport:
+    """Run the raft core benchmark; return its figures."""
     report = BenchReport("raft", "single group, 3 RawNodes in-process, 128-byte entries")
-    batched_n = 20_000 if args.quick else 200_000
-    single_n = 2_000 if args.quick else 20_000
+    if args.tiny:
+        batched_n, single_n = 2_000, 200
+    else:
+        batched_n = 20_000 if args.quick else 200_000
+        single_n = 2_000 if args.quick else 20_000
     batched = run(batched_n, 1_000)
     per_call = run(batched_n // 4, 1_000, batch_api=False)
     single = run(single_n, 1)
@@ -136,7 +140,9 @@ def main(argv: Sequence[str]) -> int:
     report.add("batched (1,000 propose() calls/cycle) steps/s", per_call["steps_per_s"], "steps/s")
     report.add("one at a time committed entries/s", single["entries_per_s"], "entries/s")
     report.add("one at a time steps/s", single["steps_per_s"], "steps/s")
-    report.print()
-    if args.json:
-        report.write_json(args.json)
-    return 0
+    return report
+
+
+def main(argv: Sequence[str]) -> int:
+    """Run the raft core benchmark and print its figures."""
+    return run_main(measure, parser(), argv)

@@ -20,11 +20,11 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from multiraft.bench.report import BenchReport
+from multiraft.bench.report import BenchReport, bench_parser, run_main
 from multiraft.ports import GroupWrite, WriteBatch
 from multiraft.raft.types import Entry
 
-__all__ = ["main", "run_engine"]
+__all__ = ["main", "measure", "parser", "run_engine"]
 
 _GROUPS = 1_000
 _ENTRY_BYTES = 100
@@ -47,9 +47,16 @@ def _batches(batch_entries: int, count: int, next_index: dict[int, int]) -> list
     return out
 
 
-def run_engine(open_engine: Callable[[], Any], quick: bool, rng: random.Random) -> dict[str, float]:
+def run_engine(
+    open_engine: Callable[[], Any], quick: bool, rng: random.Random, *, tiny: bool = False
+) -> dict[str, float]:
     """Run the whole workload on the engine ``open_engine`` opens; returns its figures."""
-    counts = {1: 300, 100: 60, 1_000: 20} if quick else {1: 2_000, 100: 300, 1_000: 200}
+    if tiny:
+        counts = {1: 20, 100: 5, 1_000: 2}
+    elif quick:
+        counts = {1: 300, 100: 60, 1_000: 20}
+    else:
+        counts = {1: 2_000, 100: 300, 1_000: 200}
     engine = open_engine()
     next_index = dict.fromkeys(range(1, _GROUPS + 1), 1)
     out: dict[str, float] = {}
@@ -64,7 +71,7 @@ def run_engine(open_engine: Callable[[], Any], quick: bool, rng: random.Random) 
         out[f"entries_per_s_{size}"] = size * len(batches) / elapsed
         out[f"syncs_per_write_{size}"] = (engine.syncs - syncs_before) / max(writes, 1)
     groups = list(range(1, _GROUPS + 1))
-    reads = 2_000 if quick else 20_000
+    reads = 200 if tiny else 2_000 if quick else 20_000
     picks = [rng.choice(groups) for _ in range(reads)]
     views = {g: engine.storage(g) for g in groups}
     lasts = {g: views[g].last_index() for g in groups}
@@ -86,14 +93,16 @@ def run_engine(open_engine: Callable[[], Any], quick: bool, rng: random.Random) 
     return out
 
 
-def main(argv: Sequence[str]) -> int:
-    """Run the storage benchmark and print its figures."""
-    parser = argparse.ArgumentParser(prog="multiraft bench storage", description=__doc__)
-    parser.add_argument("--quick", action="store_true", help="short run")
-    parser.add_argument("--json", metavar="FILE", help="also write the figures as JSON")
-    parser.add_argument("--dir", help="directory for the engines' files (default: a temp dir)")
-    parser.add_argument("--seed", type=int, default=1, help="seed of the read pattern")
-    args = parser.parse_args(list(argv))
+def parser() -> argparse.ArgumentParser:
+    """This benchmark's command line."""
+    p = bench_parser("storage", __doc__)
+    p.add_argument("--dir", help="directory for the engines' files (default: a temp dir)")
+    p.add_argument("--seed", type=int, default=1, help="seed of the read pattern")
+    return p
+
+
+def measure(args: argparse.Namespace) -> BenchReport:
+    """Run the storage benchmark on both engines; return the figures."""
 
     from storage.engine import DurableLogEngine
     from storage.sqlite_log import SqliteLogEngine
@@ -108,10 +117,16 @@ def main(argv: Sequence[str]) -> int:
         sqlite_path = os.path.join(base, "reference.sqlite3")
         figures = {
             "engine": run_engine(
-                lambda: DurableLogEngine.open(engine_dir), args.quick, random.Random(args.seed)
+                lambda: DurableLogEngine.open(engine_dir),
+                args.quick,
+                random.Random(args.seed),
+                tiny=args.tiny,
             ),
             "sqlite": run_engine(
-                lambda: SqliteLogEngine.open(sqlite_path), args.quick, random.Random(args.seed)
+                lambda: SqliteLogEngine.open(sqlite_path),
+                args.quick,
+                random.Random(args.seed),
+                tiny=args.tiny,
             ),
         }
     finally:
@@ -127,7 +142,9 @@ def main(argv: Sequence[str]) -> int:
         report.add(f"{name}: old read after reopen (first entry)", f["old_read_us"], "us")
     ratio = figures["engine"]["entries_per_s_1000"] / figures["sqlite"]["entries_per_s_1000"]
     report.add("engine / sqlite at 1,000-entry batches", ratio, "x")
-    report.print()
-    if args.json:
-        report.write_json(args.json)
-    return 0
+    return report
+
+
+def main(argv: Sequence[str]) -> int:
+    """Run the storage benchmark and print its figures."""
+    return run_main(measure, parser(), argv)
