@@ -25,14 +25,16 @@ class Inflights:
             raise ValueError(f"inflights max_bytes must be >= 0, got {max_bytes}")
         self.size = size
         self.max_bytes = max_bytes
-        # Two parallel deques instead of one of tuples: no tuple per append.
-        self._indexes: deque[int] = deque()
-        self._sizes: deque[int] = deque()
+        # Two parallel deques instead of one of tuples: no tuple per append. They
+        # exist only while appends are in flight: a node hosting thousands of idle
+        # groups would otherwise keep two empty deques (a block each) per peer.
+        self._indexes: deque[int] | None = None
+        self._sizes: deque[int] | None = None
         self._bytes = 0
 
     def __repr__(self) -> str:
         return (
-            f"Inflights(count={len(self._indexes)}/{self.size}, "
+            f"Inflights(count={self.count()}/{self.size}, "
             f"bytes={self._bytes}/{self.max_bytes or 'inf'})"
         )
 
@@ -42,39 +44,53 @@ class Inflights:
         Raises RuntimeError if the window is full or ``index`` does not exceed the
         last recorded one: either is a bug in the caller.
         """
-        if self.full():
+        indexes = self._indexes
+        sizes = self._sizes
+        if indexes is None or sizes is None:
+            indexes = self._indexes = deque()
+            sizes = self._sizes = deque()
+        elif self.full():
             raise RuntimeError(f"cannot add index {index} to a full inflights window: {self!r}")
-        if self._indexes and index <= self._indexes[-1]:
-            raise RuntimeError(f"inflight index {index} not above the last one {self._indexes[-1]}")
-        self._indexes.append(index)
-        self._sizes.append(size_bytes)
+        elif index <= indexes[-1]:
+            raise RuntimeError(f"inflight index {index} not above the last one {indexes[-1]}")
+        indexes.append(index)
+        sizes.append(size_bytes)
         self._bytes += size_bytes
 
     def free_le(self, to: int) -> None:
         """Free every in-flight append whose index is <= ``to``."""
         indexes = self._indexes
         sizes = self._sizes
+        if indexes is None or sizes is None or indexes[0] > to:
+            return
         freed = 0
         while indexes and indexes[0] <= to:
             indexes.popleft()
             freed += sizes.popleft()
         self._bytes -= freed
+        if not indexes:
+            self._indexes = self._sizes = None
 
     def free_first_one(self) -> None:
         """Free the oldest in-flight append (no-op when empty)."""
-        if self._indexes:
-            self._indexes.popleft()
-            self._bytes -= self._sizes.popleft()
+        indexes = self._indexes
+        sizes = self._sizes
+        if indexes is not None and sizes is not None:
+            indexes.popleft()
+            self._bytes -= sizes.popleft()
+            if not indexes:
+                self._indexes = self._sizes = None
 
     def full(self) -> bool:
         """True when no more appends may be sent (count or byte limit reached)."""
-        return len(self._indexes) >= self.size or (
-            self.max_bytes > 0 and self._bytes >= self.max_bytes
-        )
+        indexes = self._indexes
+        if indexes is None:
+            return False
+        return len(indexes) >= self.size or (self.max_bytes > 0 and self._bytes >= self.max_bytes)
 
     def count(self) -> int:
         """Number of appends in flight."""
-        return len(self._indexes)
+        return 0 if self._indexes is None else len(self._indexes)
 
     def bytes(self) -> int:
         """Total payload bytes in flight."""
@@ -82,14 +98,14 @@ class Inflights:
 
     def reset(self) -> None:
         """Forget every in-flight append."""
-        self._indexes.clear()
-        self._sizes.clear()
+        self._indexes = self._sizes = None
         self._bytes = 0
 
     def clone(self) -> Inflights:
         """An independent copy with the same limits and contents."""
         other = Inflights(self.size, self.max_bytes)
-        other._indexes.extend(self._indexes)
-        other._sizes.extend(self._sizes)
+        if self._indexes is not None and self._sizes is not None:
+            other._indexes = deque(self._indexes)
+            other._sizes = deque(self._sizes)
         other._bytes = self._bytes
         return other
