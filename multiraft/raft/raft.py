@@ -22,7 +22,6 @@ from multiraft.raft.errors import (
     SnapshotTemporarilyUnavailableError,
     UnavailableError,
 )
-from multiraft.raft.inflights import Inflights
 from multiraft.raft.log import RaftLog
 from multiraft.raft.progress import Progress
 from multiraft.raft.quorum import VoteResult
@@ -318,20 +317,12 @@ class Raft:
         self.abort_leader_transfer()
         self.trk.reset_votes()
         last = self.raft_log.last_index()
-        trk = self.trk
-        prs = trk.progress
-        for pid in list(prs):
-            fresh = Progress(
-                last + 1,
-                Inflights(trk.max_inflight, trk.max_inflight_bytes),
-                is_learner=prs[pid].is_learner,
-            )
-            if pid == self.id:
-                fresh.match = last
-            prs[pid] = fresh
+        self_id = self.id
+        for pid, pr in self.trk.progress.items():
+            pr.restart(last + 1, last if pid == self_id else 0)
         self.pending_conf_index = 0
         self.uncommitted_size = 0
-        self.read_only = ReadOnly(self.read_only.option)
+        self.read_only.reset()
 
     def append_entry(self, entries: list[Entry]) -> bool:
         """Append entries of our term at the end of the log; False if over the size budget."""

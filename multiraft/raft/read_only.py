@@ -33,6 +33,12 @@ class ReadOnly:
         self.pending: dict[bytes, ReadIndexStatus] = {}
         self.queue: list[bytes] = []
 
+    def reset(self) -> None:
+        """Drop every pending request (a new term: they can no longer be confirmed)."""
+        if self.queue:
+            self.pending.clear()
+            self.queue.clear()
+
     def add_request(self, index: int, m: Message) -> None:
         """Queue a read request whose context is ``m.entries[0].data``."""
         ctx = m.entries[0].data
