@@ -47,16 +47,20 @@ class Progress:
         is_learner: bool = False,
         recent_active: bool = False,
     ) -> None:
+        self.inflights = inflights
+        self.is_learner = is_learner
+        self._start(next, match)
+        self.recent_active = recent_active
+
+    def _start(self, next: int, match: int) -> None:
         if next <= match:
             raise ValueError(f"progress needs match < next, got match={match} next={next}")
         self.match = match
         self.next = next
         self.state = ProgressState.PROBE
         self.pending_snapshot = 0
-        self.recent_active = recent_active
+        self.recent_active = False
         self.msg_app_flow_paused = False
-        self.inflights = inflights
-        self.is_learner = is_learner
         self.sent_commit = 0
 
     def __repr__(self) -> str:
@@ -96,16 +100,8 @@ class Progress:
         its now empty inflights window) spares thousands of groups electing at
         once two allocations per peer per election.
         """
-        if next <= match:
-            raise ValueError(f"progress needs match < next, got match={match} next={next}")
-        self.match = match
-        self.next = next
-        self.state = ProgressState.PROBE
-        self.pending_snapshot = 0
-        self.recent_active = False
-        self.msg_app_flow_paused = False
+        self._start(next, match)
         self.inflights.reset()
-        self.sent_commit = 0
 
     def reset_state(self, state: ProgressState) -> None:
         """Enter ``state`` with flow unpaused, no pending snapshot and an empty window."""
