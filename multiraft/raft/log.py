@@ -119,15 +119,19 @@ class RaftLog:
         That is the first entry whose index is past the end or whose term differs
         from ours. ``ents`` must have contiguous, increasing indexes.
         """
+        last = self.last_index()
         for ne in ents:
+            if ne.index > last:
+                # Past our end: new, not conflicting. Checked first because it is
+                # the common case and term() would raise UnavailableError for it.
+                return ne.index
             if not self.match_term(ne.index, ne.term):
-                if ne.index <= self.last_index():
-                    self.logger.info(
-                        "found conflict at index %d [existing term: %d, conflicting term: %d]",
-                        ne.index,
-                        self.zero_term_on_compacted(ne.index),
-                        ne.term,
-                    )
+                self.logger.info(
+                    "found conflict at index %d [existing term: %d, conflicting term: %d]",
+                    ne.index,
+                    self.zero_term_on_compacted(ne.index),
+                    ne.term,
+                )
                 return ne.index
         return 0
 
