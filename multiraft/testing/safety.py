@@ -50,6 +50,20 @@ from multiraft.testing.trace import EventTrace
 
 __all__ = ["SafetyChecker", "Violation"]
 
+
+def _frame_summary(frame: Frame) -> str:
+    """The most frequent kinds of message in a frame, for a storm report."""
+    counts: dict[tuple[int, str, int, bool], int] = {}
+    for gm in frame.messages:
+        m = gm.message
+        key = (gm.group_id, m.type.name, m.index, m.reject)
+        counts[key] = counts.get(key, 0) + 1
+    top = sorted(counts.items(), key=lambda kv: -kv[1])[:3]
+    return ", ".join(
+        f"{n} x group {g} {t}{' reject' if r else ''} index {i}" for (g, t, i, r), n in top
+    )
+
+
 _LEADER_MESSAGES = (MessageType.APP, MessageType.SNAP)
 _NORMAL = EntryType.NORMAL
 #: Term recorded for an entry before it when that entry is compacted away.
@@ -74,9 +88,19 @@ class Violation:
 class SafetyChecker:
     """Checks Raft's safety properties on every frame, durable write and apply."""
 
-    def __init__(self, trace: EventTrace, *, max_violations: int = 20) -> None:
+    def __init__(
+        self,
+        trace: EventTrace,
+        *,
+        max_violations: int = 20,
+        max_messages_per_second: int = 200_000,
+    ) -> None:
         self.trace = trace
         self.max_violations = max_violations
+        #: More raft messages than this sent within one simulated second is a storm.
+        self.max_messages_per_second = max_messages_per_second
+        self._window = -1
+        self._window_messages = 0
         self.violations: list[Violation] = []
         #: Called with each violation as it is found (the simulator stops the run).
         self.on_violation: Callable[[Violation], None] | None = None
@@ -116,7 +140,23 @@ class SafetyChecker:
     # --------------------------------------------------------------- frames
 
     def on_frame(self, src: int, dst: int, frame: Frame) -> None:
-        """Note the leader of every (group, term) that ``src`` sends leader messages for."""
+        """Note the leader of every (group, term) that ``src`` sends leader messages for.
+
+        Also counts messages per simulated second: traffic that keeps multiplying
+        (a message storm) is reported instead of freezing the simulation.
+        """
+        window = int(self.trace.clock())
+        if window != self._window:
+            self._window = window
+            self._window_messages = 0
+        self._window_messages += len(frame.messages)
+        if self._window_messages > self.max_messages_per_second:
+            self._window_messages = -(1 << 62)  # report once per window
+            self.violation(
+                "message storm",
+                f"more than {self.max_messages_per_second} raft messages sent within one "
+                f"simulated second (node {src} to {dst}: {_frame_summary(frame)})",
+            )
         for gm in frame.messages:
             m = gm.message
             if m.type in _LEADER_MESSAGES:

@@ -174,7 +174,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     # Faults make raft and the coordinator log warnings by the thousand; the
     # simulator reports what matters itself.
-    logging.getLogger("multiraft").setLevel(logging.ERROR)
-    if args.seed is not None:
-        return _run_one(args, sys.stdout)
-    return _sweep(args, sys.stdout, sys.stderr)
+    logger = logging.getLogger("multiraft")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        if args.seed is not None:
+            return _run_one(args, sys.stdout)
+        return _sweep(args, sys.stdout, sys.stderr)
+    finally:
+        logger.setLevel(level)

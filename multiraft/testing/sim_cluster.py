@@ -24,7 +24,7 @@ import trio
 
 from multiraft.config import NodeConfig, UnknownGroupPolicy
 from multiraft.errors import GroupNotFoundError, GroupRemovedError
-from multiraft.events import GroupFailed, MembershipChanged
+from multiraft.events import GroupCreated, GroupFailed, MembershipChanged
 from multiraft.node import Node, open_node
 from multiraft.raft.types import ConfState
 from multiraft.testing.safety import SafetyChecker
@@ -245,14 +245,25 @@ class SimCluster:
         ``step_down_on_removal`` is off, as in etcd) so that they never elect
         another. Hosts built on etcd raft stop such a replica (etcd stops the
         member, CockroachDB collects the replica); so does the simulated host,
-        on the membership it applies and on what it finds at start.
+        once it applies a membership without itself after one with itself. (A
+        replica catching up from the start of the log applies memberships from
+        before it joined: those do not count.)
         """
+        was_member: set[int] = set()
+        for g in node.group_ids():
+            if sn.node_id in members(sn.engine.storage(g).initial_state()[1]):
+                was_member.add(g)
         async with node.events() as events:
-            for g in node.group_ids():
-                await self._collect_if_removed(sn, node, g)
             async for ev in events:
-                if isinstance(ev, MembershipChanged):
-                    await self._collect_if_removed(sn, node, ev.group_id)
+                if isinstance(ev, GroupCreated) and not ev.lazily:
+                    was_member.add(ev.group_id)  # created as one of its initial members
+                elif isinstance(ev, MembershipChanged):
+                    g = ev.group_id
+                    if sn.node_id in members(ev.conf_state):
+                        was_member.add(g)
+                    elif g in was_member:
+                        was_member.discard(g)
+                        await self._collect(sn, node, g)
                 elif isinstance(ev, GroupFailed):
                     # Raft refused an input as impossible. Every message in the
                     # simulation is one a correct peer could send, so this is a bug.
@@ -262,10 +273,7 @@ class SimCluster:
                         ev.group_id,
                     )
 
-    async def _collect_if_removed(self, sn: SimNode, node: Node, group_id: int) -> None:
-        cs = sn.engine.storage(group_id).initial_state()[1]
-        if cs.is_empty() or sn.node_id in members(cs):
-            return
+    async def _collect(self, sn: SimNode, node: Node, group_id: int) -> None:
         self.trace.record("collect", f"node {sn.node_id} removes its replica of group {group_id}")
         with contextlib.suppress(GroupNotFoundError, GroupRemovedError):
             await node.remove_group(group_id)

@@ -234,6 +234,10 @@ class MembershipRaces(GroupWorkload):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.rng = random.Random(f"{self.seed}-membership")
+        #: group -> nodes a race removed from it. A node id is never added back to a
+        #: group it left: its replica may be collected (tombstoned) at any time later,
+        #: as etcd never reuses a removed member's id.
+        self.removed: dict[int, set[int]] = {}
         #: Membership changes applied, by race kind.
         self.applied: dict[str, int] = {}
         self.failed = 0
@@ -271,17 +275,14 @@ class MembershipRaces(GroupWorkload):
         members = list(self.placement.voters.get(g, ()))
         hosting = self.placement.members.get(g, ())
         learners = [i for i in hosting if i not in members]
-        # A node that removed its replica keeps a tombstone: it cannot host the group again.
-        spare = [
-            i
-            for i in self.cluster.node_ids
-            if i not in hosting and g not in self.cluster.nodes[i].engine.removed_groups()
-        ]
+        gone = self.removed.setdefault(g, set())
+        spare = [i for i in self.cluster.node_ids if i not in hosting and i not in gone]
         T = ConfChangeType
         if kind == "remove-leader":
             leader = self.cluster.checker.current_leader.get(g)
             if leader is None or leader[1] not in members or len(members) < 3:
                 return
+            gone.add(leader[1])
             if await self._change(kind, g, ConfChange(T.REMOVE_NODE, leader[1])) is None:
                 return
             if spare:
@@ -304,11 +305,13 @@ class MembershipRaces(GroupWorkload):
                 return
             if await self._change(kind, g, ConfChange(T.ADD_NODE, new)) is None:
                 return
+            gone.add(old)
             await self._change(kind, g, ConfChange(T.REMOVE_NODE, old))
         else:
             if not spare or len(members) < 3:
                 return
             new, old = rng.choice(spare), rng.choice(members)
+            gone.add(old)
             changes = (
                 ConfChangeSingle(T.ADD_NODE, new),
                 ConfChangeSingle(T.REMOVE_NODE, old),
