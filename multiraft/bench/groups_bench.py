@@ -31,9 +31,11 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any
 
+import attrs
 import trio
 
 from multiraft.bench.report import BenchReport, bench_parser, run_main
+from multiraft.bench.scale_plot import ScalePoint, draw_cost_per_group, plotting_available
 from multiraft.config import NodeConfig
 from multiraft.group_spec import GroupSpec
 from multiraft.node import Node, open_node
@@ -307,6 +309,38 @@ async def _commits(report: BenchReport, count: int, in_flight: int, seconds: flo
     )
 
 
+def _sweep(counts: Sequence[int], gc_setting: str) -> list[ScalePoint]:
+    """Create, elect and idle each count of groups, each in a fresh process; their costs.
+
+    A fresh process per count, so the RSS growth is not hidden by memory an
+    earlier run freed.
+    """
+    import json
+    import subprocess
+    import tempfile
+
+    points = []
+    for count in counts:
+        with tempfile.TemporaryDirectory(prefix="multiraft-bench-sweep-") as tmp:
+            out = os.path.join(tmp, "point.json")
+            command = [sys.executable, "-m", "multiraft.cli", "bench", "groups"]
+            command += ["--point", str(count), "--gc", gc_setting, "--json", out]
+            subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
+            with open(out, encoding="utf-8") as f:
+                figures = [fig["value"] for fig in json.load(f)["figures"]]
+        create_s, rss, idle_percent = figures[0], figures[3], figures[4]
+        points.append(ScalePoint(count, 1000 * create_s / count, rss, 1000 * idle_percent / count))
+    return points
+
+
+def _sweep_counts(quick: bool, tiny: bool) -> tuple[int, ...]:
+    if tiny:
+        return (10, 20, 30)
+    if quick:
+        return (100, 300, 1_000)
+    return (1_000, 3_000, 10_000)
+
+
 async def _run(report: BenchReport, quick: bool, tiny: bool) -> None:
     if tiny:
         big, idle, middle, ticks, spread, seconds = 30, 0.5, 20, 3, 10, 0.3
@@ -330,6 +364,13 @@ def parser() -> argparse.ArgumentParser:
         default="default",
         help="CPython's garbage collector settings, or the tuned ones (TUNED_GC)",
     )
+    # One point of the --plot sweep: only create, elect and idle this many groups.
+    p.add_argument("--point", type=int, help=argparse.SUPPRESS)
+    p.add_argument(
+        "--plot",
+        metavar="FILE.png",
+        help="also sweep the group count and draw the cost per group (needs matplotlib)",
+    )
     return p
 
 
@@ -344,10 +385,25 @@ def measure(args: argparse.Namespace) -> BenchReport:
         f"{size} groups on 3 in-process nodes, memory network, real time,"
         f" {args.gc} GC (thresholds {settings})",
     )
+    if getattr(args, "point", None):
+        trio.run(_scale, report, args.point, 1.0)
+        return report
     trio.run(_run, report, args.quick, args.tiny)
+    if getattr(args, "plot", None):
+        points = _sweep(_sweep_counts(args.quick, args.tiny), args.gc)
+        draw_cost_per_group(points, args.plot, report.description)
+        report.details["cost_per_group"] = [attrs.asdict(p) for p in points]
+        _progress(f"cost per group drawn in {args.plot}")
     return report
 
 
 def main(argv: Sequence[str]) -> int:
     """Run the benchmark; ``--quick`` for a small run, ``--json FILE`` to save figures."""
+    args = parser().parse_args(list(argv))
+    if args.plot and not plotting_available():
+        print(
+            "multiraft bench groups --plot needs matplotlib: pip install 'multiraft[plot]'",
+            file=sys.stderr,
+        )
+        return 2
     return run_main(measure, parser(), argv)
