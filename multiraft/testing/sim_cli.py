@@ -4,6 +4,7 @@
 
     multiraft sim --seeds 1000 --groups 100 --steps 40   # a sweep: progress bar, final table
     multiraft sim --seed 17 --trace                      # replay one seed, readable trace
+    multiraft sim --workload rangekv --seeds 50          # the range store: splits, moves
 
 A sweep runs seeds ``--start-seed`` .. ``--start-seed + --seeds - 1``. Every
 failing seed prints its violations, a summary of its fault schedule and the
@@ -38,8 +39,15 @@ def _parser() -> argparse.ArgumentParser:
     which.add_argument("--seed", type=int, help="run (replay) this one seed")
     which.add_argument("--seeds", type=int, default=100, help="number of seeds in a sweep")
     p.add_argument("--start-seed", type=int, default=0, help="first seed of a sweep")
+    p.add_argument(
+        "--workload",
+        choices=("groups", "rangekv"),
+        default=defaults.workload,
+        help="many raft groups, or the range-splitting KV store of examples/rangekv",
+    )
     p.add_argument("--nodes", type=int, default=defaults.nodes, help="nodes (3-9)")
-    p.add_argument("--groups", type=int, default=defaults.groups, help="raft groups")
+    p.add_argument("--groups", type=int, default=defaults.groups, help="raft groups (groups)")
+    p.add_argument("--keys", type=int, default=defaults.keys, help="client keys (rangekv)")
     p.add_argument(
         "--steps", type=int, default=defaults.steps, help="fault schedule steps per seed"
     )
@@ -63,6 +71,7 @@ class SweepTotals:
         self.entries_committed = 0
         self.elections = 0
         self.membership_changes = 0
+        self.splits = 0
         self.simulated_seconds = 0.0
         self.wall_seconds = 0.0
 
@@ -78,6 +87,7 @@ class SweepTotals:
         self.entries_committed += r.entries_committed
         self.elections += r.elections
         self.membership_changes += r.membership_changes
+        self.splits += r.splits
         self.simulated_seconds += r.simulated_seconds
         self.wall_seconds += r.wall_seconds
 
@@ -98,6 +108,7 @@ class SweepTotals:
             ("entries committed", str(self.entries_committed)),
             ("elections", str(self.elections)),
             ("membership changes", str(self.membership_changes)),
+            ("range splits", str(self.splits)),
             ("violations", str(self.violations)),
         ]
         if self.failed_seeds:
@@ -120,8 +131,10 @@ def _progress(out: TextIO, done: int, total: int, failed: int, started: float) -
 
 def _config(args: argparse.Namespace, *, keep_trace: bool) -> SimConfig:
     return SimConfig(
+        workload=args.workload,
         nodes=args.nodes,
         groups=args.groups,
+        keys=args.keys,
         steps=args.steps,
         keep_trace=keep_trace,
         verbose_trace=args.verbose,

@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import random
 from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
 from typing import TYPE_CHECKING
 
 import attrs
@@ -26,6 +27,7 @@ from multiraft.config import NodeConfig, UnknownGroupPolicy
 from multiraft.errors import GroupNotFoundError, GroupRemovedError
 from multiraft.events import GroupCreated, GroupFailed, MembershipChanged
 from multiraft.node import Node, open_node
+from multiraft.ports import Transport
 from multiraft.raft.types import ConfState
 from multiraft.testing.safety import SafetyChecker
 from multiraft.testing.sim_engine import DiskModel, SimLogEngine
@@ -37,7 +39,11 @@ from multiraft.testing.trace import EventTrace
 if TYPE_CHECKING:
     from transport.memory import MemoryNetwork
 
-__all__ = ["NodeOptions", "SimCluster", "SimNode", "members"]
+__all__ = ["NodeOptions", "Opener", "SimCluster", "SimNode", "members"]
+
+
+#: Opens one incarnation of a node: ``opener(sim_node, config, transport)``.
+Opener = Callable[["SimNode", NodeConfig, Transport], AbstractAsyncContextManager[Node]]
 
 
 def members(cs: ConfState) -> set[int]:
@@ -69,6 +75,7 @@ class SimNode:
         "disk",
         "done",
         "engine",
+        "host",
         "incarnation",
         "lifecycle",
         "node",
@@ -95,6 +102,8 @@ class SimNode:
         self.scope: trio.CancelScope | None = None
         self.done = trio.Event()
         self.state_machines: dict[int, SimStateMachine] = {}
+        #: What a custom opener runs on the node (for example a range store host).
+        self.host: object | None = None
 
     @property
     def running(self) -> bool:
@@ -127,6 +136,12 @@ class SimCluster:
         self.meter = meter
         self.options = options
         self.rng = rng
+        #: Opens an incarnation (None: a plain node); a host such as the range store's
+        #: replaces it: ``opener(sim_node, config, transport)`` yields the Node.
+        self.opener: Opener | None = None
+        #: Whether the simulated host removes replicas dropped from their group's
+        #: membership (a host with its own replica management turns this off).
+        self.collect_removed_replicas = True
         self.nodes: dict[int, SimNode] = {}
         for i in node_ids:
             disk = DiskModel(random.Random(f"{seed}-disk-{i}"))
@@ -214,20 +229,24 @@ class SimCluster:
         )
         return node
 
+    def _open(
+        self, sn: SimNode, config: NodeConfig, transport: Transport
+    ) -> AbstractAsyncContextManager[Node]:
+        return open_node(config, transport=transport, log_engine=sn.engine)
+
     async def _run(self, sn: SimNode, task_status: trio.TaskStatus[Node]) -> None:
         inner = self.network.transport(sn.node_id)
         transport = SimTransport(inner, sn.node_id, self.faults, self.checker)
+        opener = self._open if self.opener is None else self.opener
         started = False
         try:
             with trio.CancelScope() as scope:
                 sn.scope = scope
-                async with open_node(
-                    self.node_config(sn), transport=transport, log_engine=sn.engine
-                ) as node:
+                async with opener(sn, self.node_config(sn), transport) as node:
                     sn.node = node
                     started = True
                     task_status.started(node)
-                    await self._collect_removed_replicas(sn, node)
+                    await self._watch(sn, node)
         except Exception as exc:  # a node that dies of an exception is the finding
             self.checker.violation("node failure", f"node {sn.node_id} raised {exc!r}")
             if not started:
@@ -237,10 +256,11 @@ class SimCluster:
             sn.scope = None
             sn.done.set()
 
-    async def _collect_removed_replicas(self, sn: SimNode, node: Node) -> None:
-        """Remove the replicas this node no longer belongs to, as a host must; report failures.
+    async def _watch(self, sn: SimNode, node: Node) -> None:
+        """Report failed groups; remove the replicas this node no longer belongs to.
 
-        A replica removed from its group's membership is of no use any more, and
+        The second part is what a host must do (see ``collect_removed_replicas``):
+        a replica removed from its group's membership is of no use any more, and
         a removed leader would otherwise keep heartbeating its followers (when
         ``step_down_on_removal`` is off, as in etcd) so that they never elect
         another. Hosts built on etcd raft stop such a replica (etcd stops the
@@ -249,6 +269,7 @@ class SimCluster:
         replica catching up from the start of the log applies memberships from
         before it joined: those do not count.)
         """
+        collect = self.collect_removed_replicas
         was_member: set[int] = set()
         for g in node.group_ids():
             if sn.node_id in members(sn.engine.storage(g).initial_state()[1]):
@@ -257,7 +278,7 @@ class SimCluster:
             async for ev in events:
                 if isinstance(ev, GroupCreated) and not ev.lazily:
                     was_member.add(ev.group_id)  # created as one of its initial members
-                elif isinstance(ev, MembershipChanged):
+                elif isinstance(ev, MembershipChanged) and collect:
                     g = ev.group_id
                     if sn.node_id in members(ev.conf_state):
                         was_member.add(g)

@@ -26,9 +26,12 @@ stops the run at the first violation.
 
 from __future__ import annotations
 
+import abc
+import functools
 import random
 import time
 from collections import Counter
+from collections.abc import Awaitable, Callable
 
 import attrs
 import trio
@@ -53,23 +56,38 @@ from multiraft.testing.workloads import (
     RawProposals,
 )
 
-__all__ = ["SimConfig", "SimResult", "draw_node_options", "replay_command", "run_seed"]
+__all__ = [
+    "GroupsRun",
+    "SimConfig",
+    "SimResult",
+    "SimRun",
+    "draw_node_options",
+    "replay_command",
+    "run_seed",
+]
 
 #: Replicas per group when there are more nodes than that.
 REPLICAS = 3
+#: The workloads a run can drive.
+WORKLOADS = ("groups", "rangekv")
 
 
 @attrs.frozen(kw_only=True)
 class SimConfig:
     """The shape of a simulation; the seed decides everything else.
 
-    ``options`` fixes the node settings (None: drawn from the seed);
+    ``workload`` is ``"groups"`` (``groups`` raft groups with raw proposals, KV
+    clients on ``kv_groups`` of them and membership races) or ``"rangekv"`` (the
+    range-splitting store of ``examples/rangekv`` with clients on ``keys`` keys,
+    splits and replica moves). ``options`` fixes the node settings (None: drawn from the seed);
     ``fault_weights`` replaces drawn weights of the named fault kinds;
     ``membership`` None runs membership races when there are spare nodes.
     """
 
+    workload: str = "groups"
     nodes: int = 3
     groups: int = 20
+    keys: int = 32
     steps: int = 20
     kv_groups: int = 4
     kv_clients: int = 4
@@ -82,6 +100,10 @@ class SimConfig:
     verbose_trace: bool = False
 
     def __attrs_post_init__(self) -> None:
+        if self.workload not in WORKLOADS:
+            raise ValueError(
+                f"workload must be one of {', '.join(WORKLOADS)}, got {self.workload!r}"
+            )
         if not 3 <= self.nodes <= 9:
             raise ValueError(f"nodes must be between 3 and 9, got {self.nodes}")
         if self.groups < 1:
@@ -110,6 +132,7 @@ class SimResult:
     applies_checked: int
     elections: int
     membership_changes: int
+    splits: int
     simulated_seconds: float
     wall_seconds: float
 
@@ -148,7 +171,8 @@ def replay_command(seed: int, config: SimConfig) -> str:
     """The command that replays ``seed`` with ``config``'s shape, printing its trace."""
     default = SimConfig()
     parts = ["multiraft sim", f"--seed {seed}"]
-    for name, flag in (("nodes", "--nodes"), ("groups", "--groups"), ("steps", "--steps")):
+    options = ("workload", "nodes", "groups", "keys", "steps")
+    for name, flag in ((o, "--" + o) for o in options):
         value = getattr(config, name)
         if value != getattr(default, name):
             parts.append(f"{flag} {value}")
@@ -171,10 +195,16 @@ def draw_node_options(rng: random.Random) -> NodeOptions:
     )
 
 
-class _Run:
-    """The state of one seed's run."""
+class SimRun(abc.ABC):
+    """What every workload's run shares: cluster, checker, trace, faults, history.
+
+    A subclass drives its workload in :meth:`run_workload` and counts what it did
+    in :meth:`counts`.
+    """
 
     def __init__(self, seed: int, config: SimConfig) -> None:
+        from transport.memory import MemoryNetwork
+
         self.seed = seed
         self.config = config
         self.rng = random.Random(f"{seed}-setup")
@@ -184,16 +214,12 @@ class _Run:
         self.meter = CostMeter()
         self.threads = SimulatedThreads(self.meter)
         self.history = History(self.trace)
-        self.placement = Placement()
         self.node_ids = list(range(1, config.nodes + 1))
-        self.groups = list(range(1, config.groups + 1))
         self.simulated_seconds = 0.0
         self._scope: trio.CancelScope | None = None
-        from transport.memory import MemoryNetwork
-
         network = MemoryNetwork(seed=self.rng.randrange(1 << 62))
         faults = LinkFaults(random.Random(f"{seed}-links"))
-        self.cluster = cluster = SimCluster(
+        self.cluster = SimCluster(
             self.node_ids,
             seed=seed,
             network=network,
@@ -206,13 +232,7 @@ class _Run:
         )
         weights = draw_weights(random.Random(f"{seed}-weights"), config.fault_weights)
         self.schedule = FaultSchedule(
-            cluster, faults, random.Random(f"{seed}-faults"), self.trace, weights
-        )
-        self.raw = RawProposals(cluster, self.placement, self.groups, seed=seed, trace=self.trace)
-        kv_groups = self.groups[: max(1, min(config.kv_groups, len(self.groups)))]
-        self.kv = KVClients(cluster, self.placement, kv_groups, self.history, seed=seed)
-        self.members = MembershipRaces(
-            cluster, self.placement, self.groups, seed=seed, trace=self.trace
+            self.cluster, faults, random.Random(f"{seed}-faults"), self.trace, weights
         )
         self.linearizability: LinearizabilityResult | None = None
 
@@ -223,42 +243,107 @@ class _Run:
     async def main(self) -> None:
         """The whole run, inside the deterministic trio run."""
         self.trace.clock = trio.current_time
-        cluster = self.cluster
         self.checker.on_violation = self._stop_on_violation
         start = trio.current_time()
         async with trio.open_nursery() as nursery:
-            cluster.bind(nursery)
+            self.cluster.bind(nursery)
             with trio.CancelScope() as scope:
                 self._scope = scope
-                await self._run(self.schedule)
+                for i in self.node_ids:
+                    await self.schedule.start_node(i)
+                await self.run_workload()
             nursery.cancel_scope.cancel()
         self.simulated_seconds = trio.current_time() - start
 
-    async def _run(self, schedule: FaultSchedule) -> None:
+    @abc.abstractmethod
+    async def run_workload(self) -> None:
+        """Set up, run the workload under the fault schedule, heal and check the end."""
+
+    @abc.abstractmethod
+    def counts(self) -> tuple[int, int, int]:
+        """``(acknowledged proposals, membership changes, splits)`` of the run."""
+
+    async def run_clients(self, clients: list[Callable[[trio.Event], Awaitable[None]]]) -> None:
+        """Run ``clients`` while the fault schedule takes its steps; then heal everything."""
+        stop = trio.Event()
+        async with trio.open_nursery() as work:
+            for client in clients:
+                work.start_soon(client, stop)
+            await self.schedule.run(self.config.steps, work)
+            stop.set()
+        await self.schedule.heal_all()
+
+    def check_linearizability(self) -> None:
+        """Check the client history; every key that fails is a violation."""
+        result = check_history(self.history.operations)
+        self.linearizability = result
+        for key in result.failures():
+            self.checker.violation("linearizability", key.describe(), key.space)
+
+    def result(self, wall: float) -> SimResult:
+        """What the run found."""
+        checker = self.checker
+        acknowledged, membership_changes, splits = self.counts()
+        return SimResult(
+            seed=self.seed,
+            config=self.config,
+            options=self.options,
+            violations=list(checker.violations),
+            trace_hash=self.trace.digest(),
+            trace_events=self.trace.events,
+            trace_lines=self.trace.lines,
+            faults=Counter(self.schedule.counts),
+            fault_log=list(self.schedule.log),
+            kv_operations=len(self.history.operations),
+            kv_unknown=self.history.unknown_count,
+            acknowledged=acknowledged,
+            entries_committed=checker.entries_committed,
+            applies_checked=checker.applies_checked,
+            elections=checker.elections,
+            membership_changes=membership_changes,
+            splits=splits,
+            simulated_seconds=self.simulated_seconds,
+            wall_seconds=wall,
+        )
+
+
+class GroupsRun(SimRun):
+    """Many raft groups: raw proposals, KV clients, membership races."""
+
+    def __init__(self, seed: int, config: SimConfig) -> None:
+        super().__init__(seed, config)
+        cluster = self.cluster
+        self.placement = Placement()
+        self.groups = list(range(1, config.groups + 1))
+        self.raw = RawProposals(cluster, self.placement, self.groups, seed=seed, trace=self.trace)
+        kv_groups = self.groups[: max(1, min(config.kv_groups, len(self.groups)))]
+        self.kv = KVClients(cluster, self.placement, kv_groups, self.history, seed=seed)
+        self.members = MembershipRaces(
+            cluster, self.placement, self.groups, seed=seed, trace=self.trace
+        )
+
+    def counts(self) -> tuple[int, int, int]:
+        """``(acknowledged proposals, membership changes, splits)`` of the run."""
+        return len(self.raw.acknowledged), sum(self.members.applied.values()), 0
+
+    async def run_workload(self) -> None:
+        """Create the groups, run the clients under faults, then check liveness and the end."""
         cfg = self.config
-        for i in self.node_ids:
-            await schedule.start_node(i)
         await self._create_groups()
         if not await self._await_leaders(cfg.liveness_seconds):
             return
-        stop = trio.Event()
-        membership = cfg.membership if cfg.membership is not None else cfg.nodes > REPLICAS
-        async with trio.open_nursery() as work:
-            for c in range(cfg.kv_clients):
-                work.start_soon(self.kv.client, c + 1, stop)
-            for c in range(cfg.raw_clients):
-                work.start_soon(self.raw.client, 1000 + c, stop)
-            if membership:
-                work.start_soon(self.members.run, stop)
-            await schedule.run(cfg.steps, work)
-            stop.set()
-        await schedule.heal_all()
+        clients: list[Callable[[trio.Event], Awaitable[None]]] = []
+        clients += [functools.partial(self.kv.client, c + 1) for c in range(cfg.kv_clients)]
+        clients += [functools.partial(self.raw.client, 1000 + c) for c in range(cfg.raw_clients)]
+        if cfg.membership if cfg.membership is not None else cfg.nodes > REPLICAS:
+            clients.append(self.members.run)
+        await self.run_clients(clients)
         if not await self._check_liveness():
             return
         if not await self._check_convergence():
             return
         self._check_acknowledged()
-        self._check_linearizability()
+        self.check_linearizability()
 
     async def _create_groups(self) -> None:
         cluster = self.cluster
@@ -406,38 +491,17 @@ class _Run:
                     g,
                 )
 
-    def _check_linearizability(self) -> None:
-        result: LinearizabilityResult = check_history(self.history.operations)
-        self.linearizability = result
-        for key in result.failures():
-            self.checker.violation("linearizability", key.describe(), key.space)
-
 
 def run_seed(seed: int, config: SimConfig | None = None) -> SimResult:
     """Run one seed to the end (or to its first violation) and report."""
     config = config or SimConfig()
-    run = _Run(seed, config)
+    run: SimRun
+    if config.workload == "rangekv":
+        from multiraft.testing.rangekv_sim import RangeKVRun
+
+        run = RangeKVRun(seed, config)
+    else:
+        run = GroupsRun(seed, config)
     started = time.perf_counter()
     run_deterministic(run.main, seed=seed, threads=run.threads)
-    wall = time.perf_counter() - started
-    checker = run.checker
-    return SimResult(
-        seed=seed,
-        config=config,
-        options=run.options,
-        violations=list(checker.violations),
-        trace_hash=run.trace.digest(),
-        trace_events=run.trace.events,
-        trace_lines=run.trace.lines,
-        faults=Counter(run.schedule.counts),
-        fault_log=list(run.schedule.log),
-        kv_operations=len(run.history.operations),
-        kv_unknown=run.history.unknown_count,
-        acknowledged=len(run.raw.acknowledged),
-        entries_committed=checker.entries_committed,
-        applies_checked=checker.applies_checked,
-        elections=checker.elections,
-        membership_changes=sum(run.members.applied.values()),
-        simulated_seconds=run.simulated_seconds,
-        wall_seconds=wall,
-    )
+    return run.result(time.perf_counter() - started)
