@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import pytest
-import trio
 
 from multiraft.node import Node
 from multiraft.testing import sim_cli
+from sim_bugs import read_without_barrier
 
 
 def test_one_seed_with_trace_prints_readable_events_and_the_hash(
@@ -48,11 +48,7 @@ def test_sweep_shows_progress_on_one_line_and_a_final_table(
 def test_sweep_with_a_planted_bug_exits_non_zero_and_prints_the_replay_command(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    async def local_read(self: Node, group_id: int) -> int:
-        await trio.lowlevel.checkpoint()
-        return self.applied_index(group_id)
-
-    monkeypatch.setattr(Node, "read", local_read)
+    monkeypatch.setattr(Node, "read", read_without_barrier)
     assert sim_cli.main(["--seeds", "3", "--groups", "10", "--steps", "10"]) == 1
     out = capsys.readouterr().out
     assert "linearizability: group" in out

@@ -13,13 +13,13 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import pytest
-import trio
 
 from multiraft.node import Node
 from multiraft.raft import raft as raft_module
 from multiraft.raft.log import RaftLog
 from multiraft.raft.types import NONE, MessageType
 from multiraft.testing.simulator import SimConfig, SimResult, run_seed
+from sim_bugs import read_without_barrier
 
 CONFIG = SimConfig(groups=10, steps=10)
 SAFETY = {
@@ -97,11 +97,7 @@ def test_follower_granting_two_votes_in_one_term_is_caught(
 def test_read_served_by_a_stale_replica_without_read_index_is_caught(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    async def local_read(self: Node, group_id: int) -> int:
-        await trio.lowlevel.checkpoint()
-        return self.applied_index(group_id)
-
-    monkeypatch.setattr(Node, "read", local_read)
+    monkeypatch.setattr(Node, "read", read_without_barrier)
     result = assert_caught(monkeypatch, 10, {"linearizability"})
     assert "NOT linearizable" in result.violations[0].detail
 

@@ -10,13 +10,13 @@ midway leaves the directory's replicas wrong) and 7 (a raft message storm).
 from __future__ import annotations
 
 import pytest
-import trio
 
 from examples.rangekv.commands import RecordSplit
 from examples.rangekv.descriptor import RangeDescriptor
 from examples.rangekv.directory import DirectoryStateMachine
 from multiraft.node import Node
 from multiraft.testing.simulator import SimConfig, SimResult, run_seed
+from sim_bugs import read_without_barrier
 
 THREE = SimConfig(workload="rangekv", steps=10)
 FIVE = SimConfig(workload="rangekv", nodes=5, steps=10)
@@ -69,11 +69,7 @@ def test_a_directory_that_forgets_a_split_off_range_fails_the_tiling_check(
 def test_range_reads_without_a_read_barrier_are_not_linearizable(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    async def local_read(self: Node, group_id: int) -> int:
-        await trio.lowlevel.checkpoint()
-        return self.applied_index(group_id)
-
-    monkeypatch.setattr(Node, "read", local_read)
+    monkeypatch.setattr(Node, "read", read_without_barrier)
     for seed in range(10):
         result = run_seed(seed, THREE)
         if not result.ok:
