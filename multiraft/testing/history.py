@@ -19,6 +19,11 @@ from multiraft.testing.trace import EventTrace
 __all__ = ["History", "PendingOperation"]
 
 
+def _describe(client: int, space: int, key: bytes, kind: OpKind, value: bytes | None) -> str:
+    arg = "" if kind is OpKind.DELETE or (kind is OpKind.GET and value is None) else f" {value!r}"
+    return f"client {client} space {space} {kind.value} {key!r}{arg}"
+
+
 class PendingOperation:
     """An invoked operation waiting for its outcome."""
 
@@ -64,26 +69,31 @@ class History:
     ) -> PendingOperation:
         """Note that ``client`` starts an operation on ``key`` of ``space``."""
         op = PendingOperation(client, space, key, kind, value, self._next(), trio.current_time())
-        self.trace.record("invoke", client, space, key, kind.value, value)
+        self.trace.record("invoke", _describe(client, space, key, kind, value))
         return op
 
     def ok(self, op: PendingOperation, read: bytes | None = None) -> None:
         """The operation took effect; a read returned ``read``."""
         value = read if op.kind is OpKind.GET else op.value
         self._finish(op, value, self._next(), trio.current_time())
-        self.trace.record("ok", op.client, op.space, op.key, op.kind.value, value)
+        what = _describe(op.client, op.space, op.key, op.kind, op.value)
+        self.trace.record("ok", f"{what} -> {value!r}" if op.kind is OpKind.GET else what)
 
     def unknown(self, op: PendingOperation, reason: str) -> None:
         """The outcome of a write will never be known (it may take effect later, or never)."""
         self.unknown_count += 1
-        self.trace.record("unknown", op.client, op.space, op.key, op.kind.value, reason)
+        self.trace.record(
+            "unknown", _describe(op.client, op.space, op.key, op.kind, op.value), reason
+        )
         if op.kind is not OpKind.GET:
             self._finish(op, op.value, None, None)
 
     def failed(self, op: PendingOperation, reason: str) -> None:
         """The operation certainly did not take effect."""
         self.failed_count += 1
-        self.trace.record("failed", op.client, op.space, op.key, op.kind.value, reason)
+        self.trace.record(
+            "failed", _describe(op.client, op.space, op.key, op.kind, op.value), reason
+        )
 
     def _finish(
         self, op: PendingOperation, value: bytes | None, done: int | None, done_at: float | None

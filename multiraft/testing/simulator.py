@@ -42,7 +42,7 @@ from multiraft.testing.faults import FaultSchedule, draw_weights
 from multiraft.testing.history import History
 from multiraft.testing.linearizability import LinearizabilityResult, check_history
 from multiraft.testing.safety import SafetyChecker, Violation
-from multiraft.testing.sim_cluster import NodeOptions, SimCluster
+from multiraft.testing.sim_cluster import NodeOptions, SimCluster, members
 from multiraft.testing.sim_network import LinkFaults
 from multiraft.testing.sim_runtime import CostMeter, SimulatedThreads, run_deterministic
 from multiraft.testing.sim_state_machine import RAW, encode_raw
@@ -428,9 +428,8 @@ class GroupsRun(SimRun):
             return f"node {lead[1]} (last leader seen) is not leading"
         commit = status.hard_state.commit
         cs = cluster.nodes[lead[1]].engine.storage(g).initial_state()[1]
-        members = sorted({*cs.voters, *cs.learners, *cs.voters_outgoing, *cs.learners_next})
         self.placement.set(g, list(cs.voters), list(cs.learners))
-        for m in members:
+        for m in sorted(members(cs)):
             node = cluster.node(m)
             if node is None:
                 return f"member {m} is down"

@@ -152,7 +152,7 @@ class RawProposals(GroupWorkload):
                 continue
             assert isinstance(result, int)
             self.acknowledged.append((g, result, command))
-            self.trace.record("acked", client_id, g, result)
+            self.trace.record("acked", f"client {client_id} group {g} index {result}")
 
 
 class KVClients(GroupWorkload):
