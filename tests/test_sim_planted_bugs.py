@@ -11,13 +11,15 @@ see it. Replaying a seed with ``multiraft sim`` needs the same bug planted.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 
 from multiraft.node import Node
 from multiraft.raft import raft as raft_module
 from multiraft.raft.log import RaftLog
-from multiraft.raft.types import NONE, MessageType
+from multiraft.raft.types import NONE, Entry, EntryType, MessageType
+from multiraft.replica import Replica
 from multiraft.testing.simulator import SimConfig, SimResult, run_seed
 from sim_bugs import read_without_barrier
 
@@ -92,6 +94,22 @@ def test_follower_granting_two_votes_in_one_term_is_caught(
     # Two leaders of one term: seen as two senders, or as two different entries
     # persisted at one (index, term) when both append before either sends.
     assert result.violations[0].kind in {"election safety", "log matching"}
+
+
+def test_replica_skipping_a_committed_command_is_caught(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Node 3 drops the second command of every batch of three or more entries it applies."""
+    original = Replica.apply_commands
+
+    def skip_one(self: Replica, entries: list[Entry], *args: Any, **kwargs: Any) -> Any:
+        if self.node_id == 3 and len(entries) >= 3:
+            normal = [e for e in entries if e.type is EntryType.NORMAL and e.data]
+            if len(normal) >= 2:
+                entries = [e for e in entries if e is not normal[1]]
+        return original(self, entries, *args, **kwargs)
+
+    monkeypatch.setattr(Replica, "apply_commands", skip_one)
+    result = assert_caught(monkeypatch, 10, SAFETY)
+    assert result.violations[0].kind == "state machine safety"
 
 
 def test_read_served_by_a_stale_replica_without_read_index_is_caught(
