@@ -117,7 +117,7 @@ class Applier:
             # The membership this node bootstrapped raft with: raft has it already.
             if e.index == r.bootstrap_index:
                 r.bootstrap_index = 0
-                table.set_conf_state(r, r.conf_state, e.index, persist=False)
+                table.set_conf_state(r, r.conf_state, e.index, persist=True)
             return True
         cc: ConfChange | ConfChangeV2
         try:
@@ -134,11 +134,7 @@ class Applier:
             # A committed change raft cannot apply: this replica cannot go on.
             table.fail(r, exc)
             return False
-        # Not persisted on its own: after a restart raft starts from the snapshot's
-        # membership and re-applies the changes logged after it, in order. A
-        # membership persisted as of a later index would be applied twice (a joint
-        # configuration cannot be entered again: the group would fail).
-        table.set_conf_state(r, cs, e.index, persist=False)
+        table.set_conf_state(r, cs, e.index, persist=True)
         r.last_active_tick = table.tick
         proposer, seq = decode_header(cc.context)
         if proposer == table.node_id:
