@@ -295,6 +295,11 @@ class AdminClient:
             raise trio.BrokenResourceError("the node closed the admin connection")
         except (trio.BrokenResourceError, trio.ClosedResourceError, CodecError) as exc:
             self._broken = exc
+        finally:
+            # Also when the client is closed (this task cancelled): no call may wait
+            # for an answer that can no longer arrive.
+            if self._broken is None:
+                self._broken = trio.ClosedResourceError("the admin client was closed")
             for done, _ in self._waiting.values():
                 done.set()
 

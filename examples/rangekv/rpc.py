@@ -149,8 +149,13 @@ class RpcClient:
             self._broken = "the node closed the connection"
         except (trio.BrokenResourceError, trio.ClosedResourceError, CodecError) as exc:
             self._broken = f"connection lost: {exc}"
-        for done, _ in self._waiting.values():
-            done.set()
+        finally:
+            # Also when the client is closed (this task cancelled): no call may wait
+            # for an answer that can no longer arrive.
+            if self._broken is None:
+                self._broken = "the client was closed"
+            for done, _ in self._waiting.values():
+                done.set()
 
 
 @asynccontextmanager
