@@ -22,7 +22,9 @@ Operations (fields):
 * ``stats`` -> ``{"node": {...}, "transport": {...}, "cpu_seconds", "rss_bytes"}``
 * ``block`` / ``unblock`` (``nodes``): cut this node off from those peers, or heal.
 * ``load`` (``groups``, ``seconds``, ``outstanding``, ``value_size=100``, ``samples=0``): benchmark
-  load, ``outstanding`` puts in flight per group (see :mod:`multiraft.bench.load`).
+  load, ``outstanding`` puts in flight per group (see :mod:`multiraft.bench.load`); with
+  ``rate`` (puts per second over all ``groups``) instead of ``outstanding``, an open-loop load
+  on a fixed schedule (see :mod:`multiraft.bench.open_loop`).
 """
 
 from __future__ import annotations
@@ -239,7 +241,17 @@ class AdminServer:
 
     async def _load(self, request: Request) -> Any:
         from multiraft.bench.load import run_load
+        from multiraft.bench.open_loop import run_open_loop
 
+        if request.get("rate") is not None:
+            return await run_open_loop(
+                self.node.propose,
+                [int(g) for g in request["groups"]],
+                float(request["rate"]),
+                float(request["seconds"]),
+                value_size=int(request.get("value_size", 100)),
+                samples=int(request.get("samples", 0)),
+            )
         return await run_load(
             self.node,
             [int(g) for g in request["groups"]],

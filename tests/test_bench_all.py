@@ -39,6 +39,12 @@ POSITIVE_FIGURES = {
         "loopback 10 groups commits",
         "loopback 10 groups p99",
         "loopback/in-process throughput, 10 groups",
+        "loopback 1 groups open loop at 50% of peak",
+        "loopback 1 groups p50 at 50% of peak",
+        "loopback 1 groups p99 at 50% of peak",
+        "loopback 1 groups p999 at 50% of peak",
+        "loopback 10 groups open loop at 50% of peak",
+        "loopback 10 groups p99 at 50% of peak",
     ],
 }
 
@@ -62,6 +68,12 @@ def test_bench_all_tiny_writes_every_benchmarks_named_positive_figures(tmp_path:
         assert all(math.isfinite(v) and v >= 0 for v in figures.values()), figures
         for label in labels:
             assert figures[label] > 0, (name, label, figures)
+    for count in ("1", "10"):
+        loopback = by_name["cluster"]["details"]["loopback"][count]
+        half = loopback["open_loop"]["0.5"]
+        assert half["offered_per_s"] == round(0.5 * loopback["commits_per_s"])
+        assert half["scheduled"] > 0
+        assert half["commits"] + half["errors"] == half["scheduled"]
     heartbeats = {f["label"]: f["value"] for f in by_name["groups"]["figures"]}
     assert heartbeats["heartbeat frames per tick per peer, 30 active groups"] == 1.0
     stdout = proc.stdout.splitlines()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from multiraft.bench.cluster_bench import _parse, _split_by_leader, _summarize
+from multiraft.bench.cluster_bench import _parse, _rate_shares, _split_by_leader, _summarize
 from multiraft.bench.load import percentile, run_load
 from multiraft.config import NodeConfig
 from multiraft.kv import KVCommand, KVStateMachine
@@ -39,10 +39,34 @@ def test_summary_merges_node_results_into_rates_and_percentiles() -> None:
         "commits_per_s": 200,
         "p50_ms": 2.0,
         "p99_ms": 4.0,
+        "p999_ms": 4.0,
         "frames_per_s": 10,
         "bytes_per_s": 2000,
         "cpu_per_wall": {"1": 0.25, "2": 0.5},
     }
+
+
+def test_summary_of_open_loop_runs_adds_up_scheduled_and_late_requests() -> None:
+    runs = [
+        {"commits": 8, "errors": 2, "scheduled": 10, "late": 3, "samples_ms": [5.0]},
+        {"commits": 4, "errors": 0, "scheduled": 4, "late": 0, "samples_ms": [7.0]},
+    ]
+    cpu = {"cpu": {1: 0.0}}
+    row = _summarize(runs, 1.0, cpu, cpu)
+    assert (row["commits"], row["errors"], row["scheduled"], row["late"]) == (12, 2, 14, 3)
+    assert (row["p50_ms"], row["p999_ms"]) == (5.0, 7.0)
+
+
+def test_open_loop_rate_is_shared_in_proportion_to_the_groups_each_node_leads() -> None:
+    assert _rate_shares({1: [1, 2, 3], 2: [4], 3: []}, 1000.0) == {1: 750.0, 2: 250.0, 3: 0.0}
+    assert _rate_shares({1: [], 2: [], 3: []}, 1000.0) == {}
+
+
+def test_open_loop_runs_at_half_the_peak_unless_told_other_fractions() -> None:
+    assert _parse(["--tiny"]).fractions == [0.5]
+    assert _parse(["--tiny", "--fractions", "0.25,0.5,0.75"]).fractions == [0.25, 0.5, 0.75]
+    with pytest.raises(SystemExit):
+        _parse(["--fractions", "1.5"])
 
 
 def test_groups_go_to_their_known_leader_or_to_the_node_that_campaigned() -> None:

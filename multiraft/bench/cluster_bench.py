@@ -15,6 +15,12 @@ committed commands/s, p50/p99 commit latency, frames/s and bytes/s between nodes
 (loopback; the memory network moves objects, so it has frames only), CPU seconds
 per wall second per node (in-process: the one process hosting all three), and the
 loopback/in-process throughput ratio.
+
+That closed loop gives the peak: a request leaves only when another completes.
+Latency is then measured under an open loop on the loopback cluster (requests
+issued on a fixed schedule whatever the replies do, latency counted from the
+scheduled send time; see :mod:`multiraft.bench.open_loop`) at fractions of that
+peak (``--fractions``, default 0.5): p50/p99/p999 and the rate achieved.
 """
 
 from __future__ import annotations
@@ -56,7 +62,11 @@ def _summarize(
         "commits_per_s": round(commits / elapsed),
         "p50_ms": round(percentile(samples, 0.50), 3),
         "p99_ms": round(percentile(samples, 0.99), 3),
+        "p999_ms": round(percentile(samples, 0.999), 3),
     }
+    for key in ("scheduled", "late"):
+        if runs and all(key in r for r in runs):
+            out[key] = sum(r[key] for r in runs)
     for key in ("frames", "bytes"):
         if key in before:
             out[f"{key}_per_s"] = round((after[key] - before[key]) / elapsed)
@@ -102,12 +112,28 @@ async def _process_counters(nodes: dict[int, Any]) -> dict[str, Any]:
     }
 
 
+def _rate_shares(by_leader: dict[int, list[int]], rate: float) -> dict[int, float]:
+    """Each node's part of ``rate``: in proportion to the groups it leads."""
+    total = sum(len(led) for led in by_leader.values())
+    return {i: rate * len(led) / total for i, led in by_leader.items()} if total else {}
+
+
 async def _process_workload(
-    nodes: dict[int, Any], groups: list[int], seconds: float, outstanding: int
+    nodes: dict[int, Any],
+    groups: list[int],
+    seconds: float,
+    outstanding: int,
+    rate: float | None = None,
 ) -> dict[str, Any]:
+    """Closed-loop load (``outstanding`` per group), or open-loop at ``rate`` puts/s overall."""
     by_leader = _split_by_leader(groups, dict(await nodes[1].call("leaders", groups=groups)))
+    shares = _rate_shares(by_leader, rate or 0.0)
 
     async def run_one(i: int, led: list[int]) -> Any:
+        if rate is not None:
+            return await nodes[i].call(
+                "load", groups=led, seconds=seconds, rate=shares[i], samples=_SAMPLES
+            )
         return await nodes[i].call(
             "load", groups=led, seconds=seconds, outstanding=outstanding, samples=_SAMPLES
         )
@@ -163,6 +189,15 @@ async def _loopback(root: Path, opts: argparse.Namespace) -> dict[str, Any]:
                 row = await _process_workload(nodes, groups, opts.seconds, outstanding)
                 out[str(count)] = row
                 _print_row("loopback", count, outstanding, row)
+                open_loop: dict[str, Any] = {}
+                for fraction in getattr(opts, "fractions", ()):
+                    rate = fraction * row["commits_per_s"]
+                    at = await _process_workload(nodes, groups, opts.seconds, outstanding, rate)
+                    at["offered_per_s"] = round(rate)
+                    open_loop[str(fraction)] = at
+                    _print_open_row(count, fraction, at)
+                if open_loop:
+                    row["open_loop"] = open_loop
         finally:
             with trio.CancelScope(shield=True):
                 for node in nodes.values():
@@ -246,12 +281,39 @@ def _print_row(setup: str, count: int, outstanding: int, row: dict[str, Any]) ->
     )
 
 
+def _print_open_row(count: int, fraction: float, row: dict[str, Any]) -> None:
+    print(
+        f"{'open loop':>10} {count:>5} groups at {fraction:.0%} of peak "
+        f"({row['offered_per_s']:,}/s offered): {row['commits_per_s']:>7,} commits/s, "
+        f"p50 {row['p50_ms']:.1f} ms, p99 {row['p99_ms']:.1f} ms, p999 {row['p999_ms']:.1f} ms, "
+        f"{row['late']:,} of {row['scheduled']:,} sent late, {row['errors']:,} errors",
+        file=sys.stderr,
+        flush=True,
+    )
+
+
+def _fractions(text: str) -> list[float]:
+    try:
+        values = [float(x) for x in text.split(",") if x.strip()]
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"expected fractions like 0.5,0.8: {text!r}") from exc
+    if not all(0 < v <= 1 for v in values):
+        raise argparse.ArgumentTypeError(f"fractions of the peak must be in (0, 1]: {text!r}")
+    return values
+
+
 def parser() -> argparse.ArgumentParser:
     """This benchmark's command line."""
     p = bench_parser("cluster", __doc__)
     p.add_argument("--seconds", type=float, help="load duration per workload")
     p.add_argument("--groups", type=int, help="groups of the many-group run (default 1,000)")
     p.add_argument("--keep", action="store_true", help="keep the data directories")
+    p.add_argument(
+        "--fractions",
+        type=_fractions,
+        default=[0.5],
+        help="fractions of the closed-loop peak to run open-loop at (default 0.5)",
+    )
     return p
 
 
@@ -291,6 +353,12 @@ def measure(args: argparse.Namespace) -> BenchReport:
             report.add(f"{setup} {count} groups commits", row["commits_per_s"], "commits/s")
             report.add(f"{setup} {count} groups p50", row["p50_ms"], "ms")
             report.add(f"{setup} {count} groups p99", row["p99_ms"], "ms")
+        for fraction, at in loop.get("open_loop", {}).items():
+            at_share = f"at {float(fraction):.0%} of peak"
+            rate = at["commits_per_s"]
+            report.add(f"loopback {count} groups open loop {at_share}", rate, "ops/s")
+            for p in ("p50", "p99", "p999"):
+                report.add(f"loopback {count} groups {p} {at_share}", at[f"{p}_ms"], "ms")
         report.add(f"loopback {count} groups frames", loop["frames_per_s"], "frames/s")
         report.add(f"loopback {count} groups bytes", loop["bytes_per_s"], "B/s")
         ratio = loop["commits_per_s"] / max(1, mem["commits_per_s"])

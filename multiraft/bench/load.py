@@ -19,7 +19,7 @@ from multiraft.kv import KVCommand
 if TYPE_CHECKING:
     from multiraft.node import Node
 
-__all__ = ["percentile", "run_load"]
+__all__ = ["latency_summary", "percentile", "run_load"]
 
 
 def percentile(sorted_values: Sequence[float], fraction: float) -> float:
@@ -28,6 +28,22 @@ def percentile(sorted_values: Sequence[float], fraction: float) -> float:
         return 0.0
     rank = min(len(sorted_values) - 1, max(0, round(fraction * len(sorted_values)) - 1))
     return sorted_values[rank]
+
+
+def latency_summary(latencies: list[float], samples: int) -> dict[str, Any]:
+    """Percentiles of ``latencies`` (seconds, sorted in place) in milliseconds.
+
+    ``p50_ms``, ``p99_ms``, ``p999_ms``, and ``samples_ms``: up to ``samples``
+    latencies evenly spaced over the sorted ones (to merge several nodes' figures).
+    """
+    latencies.sort()
+    step = max(1, len(latencies) // samples) if samples else 0
+    return {
+        "p50_ms": percentile(latencies, 0.50) * 1000,
+        "p99_ms": percentile(latencies, 0.99) * 1000,
+        "p999_ms": percentile(latencies, 0.999) * 1000,
+        "samples_ms": [x * 1000 for x in latencies[::step]] if step else [],
+    }
 
 
 async def run_load(
@@ -41,9 +57,8 @@ async def run_load(
     """Keep ``outstanding`` KV puts in flight per group for ``seconds``.
 
     Returns ``commits`` (acknowledged puts), ``errors`` (refused or timed-out
-    proposals, retried), ``elapsed`` seconds, the latency percentiles ``p50_ms``
-    and ``p99_ms`` of acknowledged puts, and ``samples_ms``: up to ``samples``
-    latencies evenly spaced over the sorted ones (to merge several nodes' figures).
+    proposals, retried), ``elapsed`` seconds, and the latencies of acknowledged
+    puts as :func:`latency_summary` gives them.
     """
     latencies: list[float] = []
     errors = 0
@@ -71,14 +86,6 @@ async def run_load(
             for slot in range(outstanding):
                 nursery.start_soon(proposer, group_id, slot)
     elapsed = time.perf_counter() - began
-    latencies.sort()
-    return {
-        "commits": len(latencies),
-        "errors": errors,
-        "elapsed": elapsed,
-        "p50_ms": percentile(latencies, 0.50) * 1000,
-        "p99_ms": percentile(latencies, 0.99) * 1000,
-        "samples_ms": [x * 1000 for x in latencies[:: max(1, len(latencies) // samples)]]
-        if samples
-        else [],
-    }
+    out: dict[str, Any] = {"commits": len(latencies), "errors": errors, "elapsed": elapsed}
+    out.update(latency_summary(latencies, samples))
+    return out

@@ -1,0 +1,108 @@
+"""Open-loop proposal load: requests leave on a fixed schedule, whatever the replies do.
+
+A closed-loop generator (:func:`multiraft.bench.load.run_load`) sends the next
+request only when one completes, so a slow reply also delays the requests
+behind it and their wait is never measured ("coordinated omission"). Here the
+``k``-th request is due at ``start + k / rate`` and its latency is measured
+from that scheduled time, not from when it actually left: if the generator
+runs late (the event loop was busy, or ``max_in_flight`` requests are already
+waiting), the lateness counts against the system, as a user arriving on
+schedule would see it.
+
+Requests go to the groups round-robin. ``propose`` is any coroutine taking a
+group id and a command (``Node.propose`` in a benchmark), and time is trio's
+clock, so tests can drive the generator with ``trio.testing.MockClock``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+import trio
+
+from multiraft.bench.load import latency_summary
+from multiraft.errors import NotLeaderError, ProposalDroppedError, ProposalTimeoutError
+from multiraft.kv import KVCommand
+
+__all__ = ["Propose", "run_open_loop", "send_times"]
+
+#: Submits one command to one group and returns once it is applied.
+Propose = Callable[[int, bytes], Awaitable[object]]
+
+#: Refusals a request may meet: counted as errors, never retried (the schedule moves on).
+_REFUSED = (NotLeaderError, ProposalDroppedError, ProposalTimeoutError)
+
+
+def send_times(start: float, rate: float, seconds: float) -> list[float]:
+    """When each request of a ``rate``-per-second schedule lasting ``seconds`` is due."""
+    if rate <= 0 or seconds <= 0:
+        return []
+    count = int(rate * seconds + 1e-9)
+    return [start + k / rate for k in range(count)]
+
+
+async def run_open_loop(
+    propose: Propose,
+    groups: Sequence[int],
+    rate: float,
+    seconds: float,
+    *,
+    value_size: int = 100,
+    samples: int = 0,
+    max_in_flight: int = 10_000,
+    keys_per_group: int = 256,
+) -> dict[str, Any]:
+    """Issue ``rate`` KV puts per second for ``seconds``, spread over ``groups``.
+
+    Returns ``commits`` (acknowledged puts), ``errors`` (refused or timed-out
+    ones), ``scheduled`` (requests due), ``late`` (requests that left more than
+    1 ms after their scheduled time), ``elapsed`` seconds (first due time to last
+    reply), the latency percentiles ``p50_ms``, ``p99_ms`` and ``p999_ms`` of
+    acknowledged puts measured from their scheduled times, and ``samples_ms`` (up
+    to ``samples`` latencies evenly spaced over the sorted ones).
+    """
+    if not groups:
+        raise ValueError("an open-loop load needs at least one group")
+    value = b"v" * value_size
+    commands = [KVCommand("put", b"key-%d" % k, value).to_bytes() for k in range(keys_per_group)]
+    latencies: list[float] = []
+    errors = 0
+    late = 0
+    slots = trio.Semaphore(max_in_flight)
+    current_time = trio.current_time
+
+    async def one(group_id: int, command: bytes, due: float) -> None:
+        nonlocal errors
+        try:
+            await propose(group_id, command)
+        except _REFUSED:
+            errors += 1
+        else:
+            latencies.append(current_time() - due)
+        finally:
+            slots.release()
+
+    start = current_time()
+    schedule = send_times(start, rate, seconds)
+    group_count = len(groups)
+    async with trio.open_nursery() as nursery:
+        for k, due in enumerate(schedule):
+            if current_time() < due:
+                await trio.sleep_until(due)
+            await slots.acquire()
+            if current_time() - due > 0.001:
+                late += 1
+            round_, slot = divmod(k, group_count)
+            nursery.start_soon(
+                one, groups[slot], commands[round_ % keys_per_group], due, name="open-loop put"
+            )
+    out = {
+        "scheduled": len(schedule),
+        "commits": len(latencies),
+        "errors": errors,
+        "late": late,
+        "elapsed": current_time() - start,
+    }
+    out.update(latency_summary(latencies, samples))
+    return out

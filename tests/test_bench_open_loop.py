@@ -1,0 +1,93 @@
+"""The open-loop load generator: a fixed send schedule, latency counted from the schedule."""
+
+from __future__ import annotations
+
+import trio
+import trio.testing
+
+from multiraft.bench.open_loop import run_open_loop, send_times
+from multiraft.errors import NotLeaderError
+from multiraft.kv import KVCommand
+
+
+def test_send_times_are_evenly_spaced_at_the_rate_for_the_duration() -> None:
+    assert send_times(10.0, 4.0, 1.0) == [10.0, 10.25, 10.5, 10.75]
+    assert send_times(0.0, 1000.0, 0.002) == [0.0, 0.001]
+
+
+def test_send_times_are_empty_without_rate_or_duration() -> None:
+    assert send_times(5.0, 0.0, 1.0) == []
+    assert send_times(5.0, 100.0, 0.0) == []
+
+
+class FakeGroups:
+    """Answers each put after ``delay`` seconds, recording when it arrived."""
+
+    def __init__(self, delay: float, refuse: frozenset[int] = frozenset()) -> None:
+        self.delay = delay
+        self.refuse = refuse
+        self.calls: list[tuple[float, int, bytes]] = []
+
+    async def propose(self, group_id: int, command: bytes) -> object:
+        self.calls.append((trio.current_time(), group_id, command))
+        if group_id in self.refuse:
+            raise NotLeaderError(group_id, None)
+        await trio.sleep(self.delay)
+        return None
+
+
+def _key(command: bytes) -> bytes:
+    return KVCommand.from_bytes(command).key
+
+
+async def test_requests_leave_on_schedule_while_earlier_replies_are_outstanding(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    fake = FakeGroups(delay=0.5)
+    start = trio.current_time()
+    result = await run_open_loop(fake.propose, [7, 8], 4.0, 1.25, samples=10)
+    assert [(t - start, g) for t, g, _ in fake.calls] == [
+        (0.0, 7),
+        (0.25, 8),
+        (0.5, 7),
+        (0.75, 8),
+        (1.0, 7),
+    ]
+    # Round-robin over the groups: the k-th round writes key-k.
+    assert [_key(c) for _, _, c in fake.calls] == [b"key-0", b"key-0", b"key-1", b"key-1", b"key-2"]
+    assert result["scheduled"] == 5
+    assert result["commits"] == 5
+    assert result["errors"] == 0
+    assert result["late"] == 0
+    assert result["elapsed"] == 1.5
+    assert result["samples_ms"] == [500.0] * 5
+    assert (result["p50_ms"], result["p99_ms"], result["p999_ms"]) == (500.0, 500.0, 500.0)
+
+
+async def test_latency_counts_from_the_scheduled_time_when_a_request_leaves_late(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    # One request in flight at most: each waits for the previous reply, so
+    # requests 2..4 leave late; their wait before leaving is part of their latency.
+    fake = FakeGroups(delay=0.5)
+    start = trio.current_time()
+    result = await run_open_loop(fake.propose, [1], 4.0, 1.0, samples=10, max_in_flight=1)
+    assert [t - start for t, _, _ in fake.calls] == [0.0, 0.5, 1.0, 1.5]
+    assert result["scheduled"] == 4
+    assert result["commits"] == 4
+    assert result["late"] == 3
+    assert result["elapsed"] == 2.0
+    # Due at 0, 0.25, 0.5, 0.75; answered at 0.5, 1.0, 1.5, 2.0.
+    assert result["samples_ms"] == [500.0, 750.0, 1000.0, 1250.0]
+    assert result["p50_ms"] == 750.0
+    assert result["p99_ms"] == 1250.0
+
+
+async def test_refused_requests_count_as_errors_and_are_not_retried(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    fake = FakeGroups(delay=0.125, refuse=frozenset({2}))
+    result = await run_open_loop(fake.propose, [1, 2], 4.0, 1.0, samples=10)
+    assert [g for _, g, _ in fake.calls] == [1, 2, 1, 2]
+    assert (result["scheduled"], result["commits"], result["errors"]) == (4, 2, 2)
+    assert result["samples_ms"] == [125.0, 125.0]
