@@ -15,6 +15,7 @@ from typing import Any
 
 import trio
 
+from multiraft.fresh_snapshots import FreshSnapshots
 from multiraft.groups import GroupTable
 from multiraft.proposals import decode_header
 from multiraft.raft.errors import ProposalDroppedError, RaftError
@@ -61,6 +62,7 @@ class Applier:
         self._conf_change = self._apply_conf_change
         #: Worker threads applying for blocking state machines at once.
         self._limiter = trio.CapacityLimiter(4)
+        table.snapshot_sends.source = FreshSnapshots(table, start_soon, signal, self._limiter)
 
     def apply(self, r: Replica, rd: Ready) -> None:
         """Apply ``rd`` to ``r`` and advance its ``RawNode`` (or hand it to a thread)."""
@@ -117,7 +119,7 @@ class Applier:
             # The membership this node bootstrapped raft with: raft has it already.
             if e.index == r.bootstrap_index:
                 r.bootstrap_index = 0
-                table.set_conf_state(r, r.conf_state, e.index, persist=True)
+                table.set_conf_state(r, r.conf_state, e.index, persist=False)
             return True
         cc: ConfChange | ConfChangeV2
         try:
@@ -134,7 +136,11 @@ class Applier:
             # A committed change raft cannot apply: this replica cannot go on.
             table.fail(r, exc)
             return False
-        table.set_conf_state(r, cs, e.index, persist=True)
+        # Not persisted on its own: after a restart raft starts from the snapshot's
+        # membership and re-applies the changes logged after it, in order. A
+        # membership persisted as of a later index would be applied twice (a joint
+        # configuration cannot be entered again: the group would fail).
+        table.set_conf_state(r, cs, e.index, persist=False)
         r.last_active_tick = table.tick
         proposer, seq = decode_header(cc.context)
         if proposer == table.node_id:

@@ -338,6 +338,10 @@ class Node:
         """The raft ``Status`` of this replica."""
         return self._replica(group_id).rawnode.status()
 
+    def membership(self, group_id: int) -> ConfState:
+        """The group's membership as this replica has applied it so far."""
+        return self._replica(group_id).conf_state
+
     def applied_index(self, group_id: int) -> int:
         """The index the group's state machine has applied on this node."""
         return self._replica(group_id).applied

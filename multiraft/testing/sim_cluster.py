@@ -264,17 +264,17 @@ class SimCluster:
         a removed leader would otherwise keep heartbeating its followers (when
         ``step_down_on_removal`` is off, as in etcd) so that they never elect
         another. Hosts built on etcd raft stop such a replica (etcd stops the
-        member, CockroachDB collects the replica); so does the simulated host,
-        once it applies a membership without itself after one with itself. (A
-        replica catching up from the start of the log applies memberships from
-        before it joined: those do not count.)
+        member, CockroachDB collects the replica); so does the simulated host, a
+        grace period after it applies a membership without itself after one with
+        itself (see ``_collect_later``). (A replica catching up from the start of
+        the log applies memberships from before it joined: those do not count.)
         """
         collect = self.collect_removed_replicas
         was_member: set[int] = set()
         for g in node.group_ids():
-            if sn.node_id in members(sn.engine.storage(g).initial_state()[1]):
+            if sn.node_id in members(node.membership(g)):
                 was_member.add(g)
-        async with node.events() as events:
+        async with trio.open_nursery() as nursery, node.events() as events:
             async for ev in events:
                 if isinstance(ev, GroupCreated) and not ev.lazily:
                     was_member.add(ev.group_id)  # created as one of its initial members
@@ -284,7 +284,7 @@ class SimCluster:
                         was_member.add(g)
                     elif g in was_member:
                         was_member.discard(g)
-                        await self._collect(sn, node, g)
+                        nursery.start_soon(self._collect_later, sn, node, g)
                 elif isinstance(ev, GroupFailed):
                     # Raft refused an input as impossible. Every message in the
                     # simulation is one a correct peer could send, so this is a bug.
@@ -293,6 +293,25 @@ class SimCluster:
                         f"node {sn.node_id} stopped the group: {ev.reason}",
                         ev.group_id,
                     )
+            nursery.cancel_scope.cancel()
+
+    async def _collect_later(self, sn: SimNode, node: Node, group_id: int) -> None:
+        """Remove a replica dropped from its group, after a grace period.
+
+        Removing it at once can strand the group: a leader that applied its own
+        removal may be the only member that knows the removal committed; while it
+        lingers it keeps telling the others (or votes for them), so they apply the
+        new membership and elect among themselves. CockroachDB's replica GC is lazy
+        for the same reason.
+        """
+        o = self.options
+        await trio.sleep(3 * o.election_ticks * o.tick_interval * sn.tick_scale)
+        try:
+            cs = node.membership(group_id)
+        except (GroupNotFoundError, GroupRemovedError):
+            return
+        if sn.node_id not in members(cs):
+            await self._collect(sn, node, group_id)
 
     async def _collect(self, sn: SimNode, node: Node, group_id: int) -> None:
         self.trace.record("collect", f"node {sn.node_id} removes its replica of group {group_id}")
@@ -300,11 +319,17 @@ class SimCluster:
             await node.remove_group(group_id)
 
     def membership(self, group_id: int) -> ConfState | None:
-        """The membership the newest leader seen of ``group_id`` holds durably."""
+        """The membership the newest leader seen of ``group_id`` has applied (None: it is down)."""
         lead = self.checker.current_leader.get(group_id)
         if lead is None:
             return None
-        cs = self.nodes[lead[1]].engine.storage(group_id).initial_state()[1]
+        node = self.nodes[lead[1]].node
+        if node is None:
+            return None
+        try:
+            cs = node.membership(group_id)
+        except (GroupNotFoundError, GroupRemovedError):
+            return None
         return None if cs.is_empty() else cs
 
     async def crash(self, node_id: int) -> None:

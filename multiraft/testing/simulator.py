@@ -427,7 +427,7 @@ class GroupsRun(SimRun):
         if status.soft_state.raft_state is not StateType.LEADER:
             return f"node {lead[1]} (last leader seen) is not leading"
         commit = status.hard_state.commit
-        cs = cluster.nodes[lead[1]].engine.storage(g).initial_state()[1]
+        cs = leader.membership(g)
         self.placement.set(g, list(cs.voters), list(cs.learners))
         for m in sorted(members(cs)):
             node = cluster.node(m)
