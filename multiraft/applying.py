@@ -15,7 +15,6 @@ from typing import Any
 
 import trio
 
-from multiraft.fresh_snapshots import FreshSnapshots
 from multiraft.groups import GroupTable
 from multiraft.proposals import decode_header
 from multiraft.raft.errors import ProposalDroppedError, RaftError
@@ -62,7 +61,6 @@ class Applier:
         self._conf_change = self._apply_conf_change
         #: Worker threads applying for blocking state machines at once.
         self._limiter = trio.CapacityLimiter(4)
-        table.snapshot_sends.source = FreshSnapshots(table, start_soon, signal, self._limiter)
 
     def apply(self, r: Replica, rd: Ready) -> None:
         """Apply ``rd`` to ``r`` and advance its ``RawNode`` (or hand it to a thread)."""
