@@ -32,7 +32,7 @@ def leader_may_quiesce(r: Replica, dead_peers: set[int]) -> bool:
     last = log.last_index()
     if log.committed != last or log.applied != last or r.applied != last:
         return False
-    if raft.pending_conf_index > last or raft.lead_transferee or raft.read_only.queue:
+    if raft.pending_conf_index > last or raft.lead_transferee or raft.read_only.pending:
         return False
     if raft.pending_read_index_messages or rn.has_ready():
         return False

@@ -26,6 +26,9 @@ from multiraft.raft.types import (
 
 __all__ = ["MemoryStorage"]
 
+#: The dummy entry of every log that was never compacted (entries are immutable).
+_ORIGIN = Entry(term=0, index=0)
+
 
 class MemoryStorage:
     """The raft ``Storage`` protocol backed by a list, plus the calls that write it.
@@ -44,7 +47,7 @@ class MemoryStorage:
         self._hard_state: HardState = EMPTY_HARD_STATE
         self._snapshot: Snapshot = EMPTY_SNAPSHOT
         self._conf_state: ConfState | None = None
-        self._ents: list[Entry] = [Entry(term=0, index=0)]
+        self._ents: list[Entry] = [_ORIGIN]
 
     def __repr__(self) -> str:
         return (

@@ -6,9 +6,12 @@ Measures, on the in-memory network with real time and in-memory logs:
   each node, every group campaigned by one designated node), and checks that
   every group's first leader is its campaigner at term 2 on every node (no group
   waited for an election timeout), and the seconds spent collecting garbage;
-* RSS per group replica;
+* RSS per group replica, and the objects the garbage collector tracks per
+  replica (what a full collection has to visit);
 * CPU seconds per wall second while the N groups sit quiesced, and the group
   ticks meanwhile (0: quiesced groups are not ticked);
+* the same for 100,000 quiesced groups (full run only), in a fresh process so
+  that its RSS growth is real (``--point N`` measures only this for N groups);
 * heartbeat frames (frames carrying heartbeat records), all frames and bytes per
   tick per peer with 10, 1,000 and N groups that are not allowed to quiesce (one
   node leads them all);
@@ -150,6 +153,13 @@ def _not_first_elected(nodes: dict[int, Node], count: int, campaigner: Callable[
 TUNED_GC = (50_000, 20, 100)
 
 
+#: Quiesced groups the full run also measures (memory and idle CPU), in a fresh process.
+LARGE_QUIESCED = 100_000
+
+#: Seconds a ``--point`` run measures the idle CPU over.
+POINT_IDLE_SECONDS = 5.0
+
+
 class _GcClock:
     """Seconds spent in CPython's cyclic garbage collector while installed."""
 
@@ -174,6 +184,11 @@ class _GcClock:
         gc.callbacks.remove(self)
 
 
+def _gc_tracked_objects() -> int:
+    gc.collect()
+    return len(gc.get_objects())
+
+
 async def _scale(report: BenchReport, count: int, idle_seconds: float) -> None:
     from transport.memory import MemoryNetwork
 
@@ -181,22 +196,28 @@ async def _scale(report: BenchReport, count: int, idle_seconds: float) -> None:
     net = MemoryNetwork()
     rss0 = _rss_bytes()
     async with _cluster(net, count) as nodes:
+        objects0 = _gc_tracked_objects()
         with _GcClock() as gc_clock:
+            cpu0 = time.process_time()
             t0 = time.perf_counter()
             await _create(nodes, count, _rotating_campaigner)
             await _wait_leaders(nodes, count)
             create_s = time.perf_counter() - t0
+            create_cpu = time.process_time() - cpu0
         late = _not_first_elected(nodes, count, _rotating_campaigner)
         _progress(
-            f"created and elected {count} groups in {create_s:.2f} s ({gc_clock.seconds:.2f} s"
-            f" collecting garbage, {gc_clock.full} full collections), {late} not first elected"
+            f"created and elected {count} groups in {create_s:.2f} s ({create_cpu:.2f} s CPU,"
+            f" {gc_clock.seconds:.2f} s collecting garbage, {gc_clock.full} full collections),"
+            f" {late} not first elected"
         )
         report.add(f"create + elect {count:,} groups, 3 nodes", create_s, "s")
         report.add("  of which in the garbage collector", gc_clock.seconds, "s")
+        report.add("  CPU time of the process meanwhile", create_cpu, "s")
         report.add("  groups not elected first by their campaigner at term 2", late, "groups")
         await _wait(lambda: _all_quiesced(nodes, count), 600, "quiescence")
-        rss = (_rss_bytes() - rss0) / (count * len(NODES))
-        report.add("RSS per group replica (quiesced)", rss, "bytes")
+        replicas = count * len(NODES)
+        rss = (_rss_bytes() - rss0) / replicas
+        report.add(f"RSS per group replica, {count:,} quiesced groups", rss, "bytes")
         ticked0 = sum(n.stats()["groups_ticked"] for n in nodes.values())
         ticks0 = nodes[1].stats()["ticks"]
         cpu0, wall0 = time.process_time(), time.perf_counter()
@@ -210,6 +231,39 @@ async def _scale(report: BenchReport, count: int, idle_seconds: float) -> None:
             f"idle CPU, {count:,} quiesced groups on 3 nodes", 100 * cpu / wall, "% of a core"
         )
         report.add("  group ticks while idle", ticked, "ticks")
+        # Counted last: listing every object costs memory of its own.
+        objects = (_gc_tracked_objects() - objects0) / replicas
+        report.add("  objects tracked by the garbage collector per replica", objects, "objects")
+
+
+def _scale_in_fresh_process(count: int, gc_setting: str) -> BenchReport:
+    """:func:`_scale` for ``count`` groups in a new process (``--point``): its figures.
+
+    A fresh process, so the RSS growth is not hidden by memory an earlier run freed.
+    """
+    import json
+    import subprocess
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="multiraft-bench-groups-") as tmp:
+        out = os.path.join(tmp, "point.json")
+        command = [sys.executable, "-m", "multiraft.cli", "bench", "groups"]
+        command += ["--point", str(count), "--gc", gc_setting, "--json", out]
+        subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
+        with open(out, encoding="utf-8") as f:
+            data = json.load(f)
+    report = BenchReport("groups", data["description"])
+    for fig in data["figures"]:
+        report.add(fig["label"], fig["value"], fig["unit"])
+    return report
+
+
+def _figure(report: BenchReport, prefix: str) -> float:
+    """The value of the figure whose label starts with ``prefix``."""
+    for label, value, _ in report.figures:
+        if label.startswith(prefix):
+            return value
+    raise KeyError(f"no figure {prefix!r} in {[label for label, _, _ in report.figures]}")
 
 
 async def _heartbeats(report: BenchReport, count: int, ticks: int) -> None:
@@ -310,25 +364,13 @@ async def _commits(report: BenchReport, count: int, in_flight: int, seconds: flo
 
 
 def _sweep(counts: Sequence[int], gc_setting: str) -> list[ScalePoint]:
-    """Create, elect and idle each count of groups, each in a fresh process; their costs.
-
-    A fresh process per count, so the RSS growth is not hidden by memory an
-    earlier run freed.
-    """
-    import json
-    import subprocess
-    import tempfile
-
+    """Create, elect and idle each count of groups, each in a fresh process; their costs."""
     points = []
     for count in counts:
-        with tempfile.TemporaryDirectory(prefix="multiraft-bench-sweep-") as tmp:
-            out = os.path.join(tmp, "point.json")
-            command = [sys.executable, "-m", "multiraft.cli", "bench", "groups"]
-            command += ["--point", str(count), "--gc", gc_setting, "--json", out]
-            subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
-            with open(out, encoding="utf-8") as f:
-                figures = [fig["value"] for fig in json.load(f)["figures"]]
-        create_s, rss, idle_percent = figures[0], figures[3], figures[4]
+        figures = _scale_in_fresh_process(count, gc_setting)
+        create_s = _figure(figures, "create + elect")
+        rss = _figure(figures, "RSS per group replica")
+        idle_percent = _figure(figures, "idle CPU")
         points.append(ScalePoint(count, 1000 * create_s / count, rss, 1000 * idle_percent / count))
     return points
 
@@ -364,8 +406,13 @@ def parser() -> argparse.ArgumentParser:
         default="default",
         help="CPython's garbage collector settings, or the tuned ones (TUNED_GC)",
     )
-    # One point of the --plot sweep: only create, elect and idle this many groups.
-    p.add_argument("--point", type=int, help=argparse.SUPPRESS)
+    p.add_argument(
+        "--point",
+        type=int,
+        metavar="N",
+        help="only create, elect and idle N groups (the full run measures"
+        f" {LARGE_QUIESCED:,} this way, in a fresh process)",
+    )
     p.add_argument(
         "--plot",
         metavar="FILE.png",
@@ -376,7 +423,9 @@ def parser() -> argparse.ArgumentParser:
 
 def measure(args: argparse.Namespace) -> BenchReport:
     """Run the benchmark (``--gc tuned`` sets the thresholds for the process); return figures."""
-    size = "30" if args.tiny else "1,000" if args.quick else "10,000"
+    point = getattr(args, "point", None)
+    default_size = "30" if args.tiny else "1,000" if args.quick else "10,000"
+    size = f"{point:,}" if point else default_size
     if args.gc == "tuned":
         gc.set_threshold(*TUNED_GC)
     settings = ", ".join(str(t) for t in gc.get_threshold())
@@ -385,10 +434,14 @@ def measure(args: argparse.Namespace) -> BenchReport:
         f"{size} groups on 3 in-process nodes, memory network, real time,"
         f" {args.gc} GC (thresholds {settings})",
     )
-    if getattr(args, "point", None):
-        trio.run(_scale, report, args.point, 1.0)
+    if point:
+        trio.run(_scale, report, point, POINT_IDLE_SECONDS)
         return report
     trio.run(_run, report, args.quick, args.tiny)
+    if not (args.quick or args.tiny):
+        _progress(f"creating {LARGE_QUIESCED:,} groups in a fresh process")
+        for label, value, unit in _scale_in_fresh_process(LARGE_QUIESCED, args.gc).figures:
+            report.add(label, value, unit)
     if getattr(args, "plot", None):
         points = _sweep(_sweep_counts(args.quick, args.tiny), args.gc)
         draw_cost_per_group(points, args.plot, report.description)

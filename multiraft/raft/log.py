@@ -156,7 +156,7 @@ class RaftLog:
 
     def unstable_entries(self) -> list[Entry]:
         """A copy of the entries not yet handed to stable storage."""
-        return self.unstable.entries[:]
+        return list(self.unstable.entries)
 
     def next_committed_ents(self) -> list[Entry]:
         """Committed entries not yet applied, at most ``max_applying_size`` bytes (at least one)."""

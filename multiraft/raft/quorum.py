@@ -11,6 +11,8 @@ from __future__ import annotations
 import enum
 from collections.abc import Callable, Iterable, Iterator, Mapping
 
+from multiraft.raft.interning import InternTable
+
 __all__ = ["MAX_INDEX", "JointConfig", "MajorityConfig", "VoteResult"]
 
 #: What an empty majority reports as committed, so that ``min`` over a joint
@@ -27,13 +29,25 @@ class VoteResult(enum.IntEnum):
 
 
 class MajorityConfig:
-    """An immutable set of voter ids deciding by simple majority."""
+    """An immutable set of voter ids deciding by simple majority.
+
+    Equal configs are one shared instance (see :mod:`multiraft.raft.interning`).
+    """
 
     __slots__ = ("_ids", "_sorted")
 
-    def __init__(self, ids: Iterable[int] = ()) -> None:
-        self._ids = frozenset(ids)
-        self._sorted = tuple(sorted(self._ids))
+    _ids: frozenset[int]
+    _sorted: tuple[int, ...]
+
+    def __new__(cls, ids: Iterable[int] = ()) -> MajorityConfig:
+        key = frozenset(ids)
+        known = _MAJORITIES.get(key)
+        if known is None:
+            known = object.__new__(cls)
+            known._ids = key
+            known._sorted = tuple(sorted(key))
+            _MAJORITIES.add(key, known)
+        return known
 
     def __len__(self) -> int:
         return len(self._sorted)
@@ -105,22 +119,32 @@ class MajorityConfig:
         return VoteResult.LOST
 
 
+_MAJORITIES: InternTable[frozenset[int], MajorityConfig] = InternTable()
 _EMPTY = MajorityConfig()
 
 
 class JointConfig:
-    """The incoming and outgoing majorities; outside joint consensus the outgoing is empty."""
+    """The incoming and outgoing majorities; outside joint consensus the outgoing is empty.
+
+    Immutable; equal configs are one shared instance.
+    """
 
     __slots__ = ("incoming", "outgoing")
 
     incoming: MajorityConfig
     outgoing: MajorityConfig
 
-    def __init__(
-        self, incoming: MajorityConfig = _EMPTY, outgoing: MajorityConfig = _EMPTY
-    ) -> None:
-        self.incoming = incoming
-        self.outgoing = outgoing
+    def __new__(
+        cls, incoming: MajorityConfig = _EMPTY, outgoing: MajorityConfig = _EMPTY
+    ) -> JointConfig:
+        key = (incoming, outgoing)
+        known = _JOINTS.get(key)
+        if known is None:
+            known = object.__new__(cls)
+            known.incoming = incoming
+            known.outgoing = outgoing
+            _JOINTS.add(key, known)
+        return known
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, JointConfig):
@@ -159,3 +183,6 @@ class JointConfig:
         if VoteResult.LOST in (first, second):
             return VoteResult.LOST
         return VoteResult.PENDING
+
+
+_JOINTS: InternTable[tuple[MajorityConfig, MajorityConfig], JointConfig] = InternTable()

@@ -26,18 +26,24 @@ class ReadOnly:
     request queued before them).
     """
 
-    __slots__ = ("option", "pending", "queue")
+    __slots__ = ("option", "pending")
 
     def __init__(self, option: ReadOnlyOption) -> None:
         self.option = option
+        # One dict is both the index by context and the arrival queue (dicts keep
+        # insertion order): an idle group holds a single empty dict, which the
+        # garbage collector does not track, instead of a dict and a list.
         self.pending: dict[bytes, ReadIndexStatus] = {}
-        self.queue: list[bytes] = []
+
+    @property
+    def queue(self) -> list[bytes]:
+        """Contexts of the pending requests, oldest first."""
+        return list(self.pending)
 
     def reset(self) -> None:
         """Drop every pending request (a new term: they can no longer be confirmed)."""
-        if self.queue:
+        if self.pending:
             self.pending.clear()
-            self.queue.clear()
 
     def add_request(self, index: int, m: Message) -> None:
         """Queue a read request whose context is ``m.entries[0].data``."""
@@ -45,7 +51,6 @@ class ReadOnly:
         if ctx in self.pending:
             return
         self.pending[ctx] = ReadIndexStatus(req=m, index=index)
-        self.queue.append(ctx)
 
     def recv_ack(self, node_id: int, ctx: bytes) -> dict[int, bool]:
         """Record that ``node_id`` acknowledged the heartbeat carrying ``ctx``."""
@@ -57,14 +62,16 @@ class ReadOnly:
 
     def advance(self, ctx: bytes) -> list[ReadIndexStatus]:
         """Dequeue every request up to and including the one with ``ctx``."""
-        try:
-            pos = self.queue.index(ctx)
-        except ValueError:
+        pending = self.pending
+        if ctx not in pending:
             return []
-        done_ctxs = self.queue[: pos + 1]
-        del self.queue[: pos + 1]
-        return [self.pending.pop(c) for c in done_ctxs]
+        done_ctxs = []
+        for c in pending:
+            done_ctxs.append(c)
+            if c == ctx:
+                break
+        return [pending.pop(c) for c in done_ctxs]
 
     def last_pending_request_ctx(self) -> bytes:
         """Context of the newest pending request, ``b""`` when none."""
-        return self.queue[-1] if self.queue else b""
+        return next(reversed(self.pending), b"")

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from collections.abc import Set as AbstractSet
 
+from multiraft.raft.interning import InternTable
 from multiraft.raft.progress import Progress
 from multiraft.raft.quorum import JointConfig, VoteResult
 from multiraft.raft.types import ConfState
@@ -12,6 +13,7 @@ from multiraft.raft.types import ConfState
 __all__ = ["ProgressTracker", "TrackerConfig"]
 
 _NO_IDS: frozenset[int] = frozenset()
+_NO_VOTERS = JointConfig()
 
 
 class TrackerConfig:
@@ -22,25 +24,41 @@ class TrackerConfig:
     holds outgoing voters that become learners when the joint config is left
     (a node cannot be voter and learner at once). ``auto_leave`` asks the leader
     to leave the joint config on its own once it is committed. A config is not
-    changed once built (a change builds a new one), so its learner sets are read-only.
+    changed once built (a change builds a new one), so its learner sets are read-only,
+    and equal configs are one shared instance (only :meth:`clone` makes a private,
+    mutable copy).
     """
 
     __slots__ = ("auto_leave", "learners", "learners_next", "voters")
 
-    def __init__(
-        self,
+    voters: JointConfig
+    auto_leave: bool
+    learners: AbstractSet[int]
+    learners_next: AbstractSet[int]
+
+    def __new__(
+        cls,
         voters: JointConfig | None = None,
         auto_leave: bool = False,
         learners: AbstractSet[int] | None = None,
         learners_next: AbstractSet[int] | None = None,
-    ) -> None:
-        self.voters = voters if voters is not None else JointConfig()
-        self.auto_leave = auto_leave
-        # Nearly every group has no learners: one shared empty frozenset, where
-        # empty sets would cost every replica 2 x 216 bytes and two objects for
-        # the garbage collector to visit.
-        self.learners: AbstractSet[int] = learners or _NO_IDS
-        self.learners_next: AbstractSet[int] = learners_next or _NO_IDS
+    ) -> TrackerConfig:
+        # Most groups of a node share a few memberships: equal configs are one
+        # shared instance (see multiraft.raft.interning), so a group costs no
+        # config objects of its own. Nearly every group has no learners: their
+        # sets are then one shared empty frozenset.
+        key = (
+            voters if voters is not None else _NO_VOTERS,
+            auto_leave,
+            frozenset(learners) if learners else _NO_IDS,
+            frozenset(learners_next) if learners_next else _NO_IDS,
+        )
+        known = _CONFIGS.get(key)
+        if known is None:
+            known = object.__new__(cls)
+            known.voters, known.auto_leave, known.learners, known.learners_next = key
+            _CONFIGS.add(key, known)
+        return known
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, TrackerConfig):
@@ -76,16 +94,22 @@ class TrackerConfig:
 
     def clone(self) -> TrackerConfig:
         """A copy whose learner sets can be changed independently (voters are immutable)."""
-        other = TrackerConfig(self.voters, self.auto_leave)
+        other = object.__new__(TrackerConfig)
+        other.voters = self.voters
+        other.auto_leave = self.auto_leave
         other.learners = set(self.learners)
         other.learners_next = set(self.learners_next)
         return other
 
 
+_ConfigKey = tuple[JointConfig, bool, frozenset[int], frozenset[int]]
+_CONFIGS: InternTable[_ConfigKey, TrackerConfig] = InternTable()
+
+
 class ProgressTracker:
     """The leader's bookkeeping for a group: configuration, progress of every member, votes."""
 
-    __slots__ = ("_match_of", "config", "max_inflight", "max_inflight_bytes", "progress", "votes")
+    __slots__ = ("config", "max_inflight", "max_inflight_bytes", "progress", "votes")
 
     def __init__(self, max_inflight: int, max_inflight_bytes: int) -> None:
         self.max_inflight = max_inflight
@@ -93,8 +117,6 @@ class ProgressTracker:
         self.config = TrackerConfig()
         self.progress: dict[int, Progress] = {}
         self.votes: dict[int, bool] = {}
-        # Bound once: committed() runs on every append response.
-        self._match_of: Callable[[int], int | None] = self._matched_index
 
     def _matched_index(self, node_id: int) -> int | None:
         pr = self.progress.get(node_id)
@@ -111,7 +133,9 @@ class ProgressTracker:
 
     def committed(self) -> int:
         """The largest index replicated on a quorum of voters (both halves when joint)."""
-        return self.config.voters.committed_index(self._match_of)
+        # Bound per call rather than kept: a stored bound method would be one more
+        # long-lived object per group for the garbage collector to visit.
+        return self.config.voters.committed_index(self._matched_index)
 
     def visit(self, fn: Callable[[int, Progress], None]) -> None:
         """Call ``fn(id, progress)`` for every tracked member, in ascending id order."""

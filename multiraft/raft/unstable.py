@@ -19,6 +19,11 @@ __all__ = ["Unstable"]
 
 _default_logger = logging.getLogger("multiraft.raft")
 
+#: What an empty tail holds: an idle group's log is fully persisted nearly all
+#: the time, and a list per group would be one more object for the garbage
+#: collector to visit on every full collection.
+_NO_ENTRIES: tuple[Entry, ...] = ()
+
 
 class Unstable:
     """Entries (and possibly a snapshot) waiting to be written to stable storage."""
@@ -26,7 +31,8 @@ class Unstable:
     __slots__ = ("entries", "logger", "offset", "snapshot")
 
     snapshot: Snapshot | None
-    entries: list[Entry]
+    #: A list while entries wait, the shared empty tuple otherwise.
+    entries: list[Entry] | tuple[Entry, ...]
     offset: int
     logger: logging.Logger
 
@@ -38,7 +44,7 @@ class Unstable:
         logger: logging.Logger | None = None,
     ) -> None:
         self.snapshot = snapshot
-        self.entries = list(entries)
+        self.entries = list(entries) if entries else _NO_ENTRIES
         self.offset = offset
         self.logger = logger if logger is not None else _default_logger
 
@@ -83,7 +89,7 @@ class Unstable:
         if gt is None or gt != t or i < self.offset:
             return
         # Rebind rather than delete in place: a Ready may still hold the old list.
-        self.entries = self.entries[i + 1 - self.offset :]
+        self.entries = self.entries[i + 1 - self.offset :] or _NO_ENTRIES
         self.offset = i + 1
 
     def stable_snap_to(self, i: int) -> None:
@@ -94,7 +100,7 @@ class Unstable:
     def restore(self, snap: Snapshot) -> None:
         """Replace everything with ``snap``; the log restarts right after it."""
         self.offset = snap.metadata.index + 1
-        self.entries = []
+        self.entries = _NO_ENTRIES
         self.snapshot = snap
 
     def truncate_and_append(self, ents: Sequence[Entry]) -> None:
@@ -102,8 +108,12 @@ class Unstable:
         if not ents:
             return
         after = ents[0].index
-        if after == self.offset + len(self.entries):
-            self.entries.extend(ents)
+        entries = self.entries
+        if after == self.offset + len(entries):
+            if isinstance(entries, list):
+                entries.extend(ents)
+            else:
+                self.entries = list(ents)
         elif after <= self.offset:
             # Every unstable entry is replaced; stable entries from ``after`` on are
             # shadowed until the new ones are persisted over them.
@@ -119,7 +129,10 @@ class Unstable:
     def slice(self, lo: int, hi: int) -> list[Entry]:
         """A copy of the entries in ``[lo, hi)``; the range must lie inside the unstable part."""
         self.must_check_out_of_bounds(lo, hi)
-        return self.entries[lo - self.offset : hi - self.offset]
+        entries = self.entries
+        if not isinstance(entries, list):
+            return []
+        return entries[lo - self.offset : hi - self.offset]
 
     def must_check_out_of_bounds(self, lo: int, hi: int) -> None:
         """Raise AssertionError unless ``offset <= lo <= hi <= offset + len(entries)``."""
