@@ -374,6 +374,12 @@ def test_restore_empty_conf_state_gives_empty_config() -> None:
     assert progress == {}
 
 
+def test_restore_of_an_empty_conf_state_hands_back_the_changers_own_config_and_progress() -> None:
+    chg = changer(empty())
+    config, progress = restore(ConfState(auto_leave=True), chg)
+    assert config is chg.config and progress is chg.progress
+
+
 def test_restore_with_swapped_arguments_raises_type_error() -> None:
     with pytest.raises(TypeError, match="conf_state"):
         restore(changer(empty()), ConfState(voters=(1,)))  # type: ignore[arg-type]

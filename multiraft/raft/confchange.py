@@ -224,6 +224,10 @@ def restore(conf_state: ConfState, changer: Changer) -> tuple[TrackerConfig, dic
         raise TypeError("restore takes (conf_state: ConfState, changer: Changer)")
     config = changer.config
     progress = changer.progress
+    if conf_state.is_empty():
+        # A new group (its membership comes with its first entries or a snapshot):
+        # nothing to replay. Hosts create thousands of these in one go.
+        return config, progress
 
     def step(changes: Sequence[ConfChangeSingle], joint: bool) -> None:
         nonlocal config, progress
