@@ -1,15 +1,17 @@
-"""Range KV example RPC: concurrent requests per connection, and clients that misbehave."""
+"""Range KV example RPC: concurrent requests per connection, misbehaving clients, dialing."""
 
 from __future__ import annotations
 
 import socket
 import struct
 
+import pytest
 import trio
 
+from examples.rangekv.client import LinkError
 from examples.rangekv.commands import Value
 from examples.rangekv.protocol import GetRequest, StatsReply, StatsRequest, Unavailable
-from examples.rangekv.rpc import open_rpc_client, serve_rpc
+from examples.rangekv.rpc import DialingLink, open_rpc_client, serve_rpc
 from examples.rangekv.wire import pack
 
 
@@ -66,4 +68,36 @@ async def test_a_reset_or_garbage_from_one_client_leaves_the_server_serving_othe
         await trio.sleep(0.3)  # the rude client's answer is ready, and has nowhere to go
         async with open_rpc_client(1, "127.0.0.1", port) as client:
             assert await client.call(GetRequest(2, b"x")) == Value(b"X")
+        nursery.cancel_scope.cancel()
+
+
+async def test_a_dialing_link_connects_on_first_use_and_again_after_the_connection_broke() -> None:
+    async with trio.open_nursery() as nursery:
+        link = DialingLink(nursery)
+        with pytest.raises(LinkError, match="node 7: address unknown"):
+            await link.call(7, GetRequest(2, b"a"))
+        servers: list[trio.CancelScope] = []
+
+        async def serve(*, task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED) -> None:
+            with trio.CancelScope() as scope:
+                servers.append(scope)
+                async with trio.open_nursery() as inner:
+                    task_status.started(await _serve(inner))
+
+        port = await nursery.start(serve)
+        link.addresses[7] = ("127.0.0.1", port)
+        assert link.node_ids == [7]
+        assert await link.call(7, GetRequest(2, b"a")) == Value(b"A")
+        first = link._clients[7]
+        assert await link.call(7, GetRequest(2, b"b")) == Value(b"B")
+        assert link._clients[7] is first  # one connection, reused
+        servers[0].cancel()  # the server goes away: listener and connection closed
+        await first.wait_broken()
+        assert first.broken
+        with pytest.raises(LinkError, match="node 7: cannot connect"):
+            await link.call(7, GetRequest(2, b"c"))
+        port = await nursery.start(serve)
+        link.addresses[7] = ("127.0.0.1", port)
+        assert await link.call(7, GetRequest(2, b"d")) == Value(b"D")
+        assert link._clients[7] is not first
         nursery.cancel_scope.cancel()

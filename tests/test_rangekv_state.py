@@ -20,16 +20,17 @@ from examples.rangekv.commands import (
     RecordSplit,
     Refused,
     ScanResult,
-    SetReplicas,
+    SettleReplicas,
     Split,
     SplitOutcome,
+    StartMove,
     UpdateReplicas,
     Value,
     WrongRange,
 )
 from examples.rangekv.descriptor import RangeDescriptor, TilingError, check_tiling
-from examples.rangekv.directory import DirectoryStateMachine
-from examples.rangekv.range_state import RangeStateMachine
+from examples.rangekv.directory import DirectoryStateMachine, Placement
+from examples.rangekv.range_state import Move, RangeStateMachine
 from examples.rangekv.wire import CodecError, message, pack, unpack
 
 REPLICAS = (1, 2, 3)
@@ -148,13 +149,43 @@ def test_split_is_refused_when_stale_outside_the_range_or_while_replicas_change(
         RangeDescriptor(2, b"", b"m", 1, REPLICAS), RangeDescriptor(7, b"m", None, 0, REPLICAS)
     )
     assert isinstance(apply(Split(b"q", 8, 1, 1)), Refused)  # no longer inside the range
-    assert apply(SetReplicas((1, 2, 4), True)) == Value(None)
+    assert apply(StartMove(3, 4)) == Value(None)
     assert isinstance(apply(Split(b"c", 8, 1, 1)), Refused)
-    assert apply(SetReplicas((1, 2, 4), False)) == Value(None)
+    assert apply(SettleReplicas((1, 2, 4), 1)) == Value(None)
     outcome = apply(Split(b"c", 8, 1, 1))
     assert outcome == SplitOutcome(
         RangeDescriptor(2, b"", b"c", 2, (1, 2, 4)), RangeDescriptor(8, b"c", b"m", 0, (1, 2, 4))
     )
+
+
+def test_start_move_lists_both_nodes_and_is_idempotent_until_settled() -> None:
+    sm, apply = ready_range()
+    assert isinstance(apply(StartMove(4, 5)), Refused)  # 4 is not a replica
+    assert isinstance(apply(StartMove(3, 2)), Refused)  # 2 is a replica already
+    assert sm.replicas_version == 0
+    assert apply(StartMove(3, 4)) == Value(None)
+    assert sm.descriptor == RangeDescriptor(2, b"", None, 0, (1, 2, 3, 4))
+    assert sm.move == Move(3, 4)
+    assert sm.replicas_version == 1
+    assert apply(StartMove(3, 4)) == Value(None)  # a retry changes nothing
+    assert sm.replicas_version == 1
+    assert isinstance(apply(StartMove(1, 5)), Refused)  # one move at a time
+    assert apply(SettleReplicas((4, 2, 1), 1)) == Value(None)
+    assert sm.descriptor == RangeDescriptor(2, b"", None, 0, (1, 2, 4))
+    assert sm.move is None
+    assert sm.replicas_version == 2
+
+
+def test_settle_replicas_applies_only_at_the_current_version() -> None:
+    sm, apply = ready_range()
+    assert isinstance(apply(SettleReplicas((1, 2), 1)), Refused)  # from the future
+    assert apply(SettleReplicas((1, 2), 0)) == Value(None)
+    assert sm.descriptor is not None and sm.descriptor.replicas == (1, 2)
+    assert isinstance(apply(SettleReplicas((1, 2, 3), 0)), Refused)  # decided on version 0
+    assert isinstance(apply(SettleReplicas((), 1)), Refused)
+    assert sm.replicas_version == 1
+    assert sm.descriptor.replicas == (1, 2)
+    assert RangeStateMachine(9).apply(1, pack(SettleReplicas((1,), 0))) == NotReady(9)
 
 
 def test_scan_is_clipped_to_the_range_and_reports_where_it_ends() -> None:
@@ -177,13 +208,14 @@ def test_middle_key_is_the_key_at_half_the_count() -> None:
 def test_snapshot_restore_reproduces_state_and_reports_pending_children() -> None:
     sm, apply = ready_range(((b"a", b"1"), (b"p", b"2")))
     apply(Split(b"p", 7, 0, 1))
-    apply(SetReplicas(REPLICAS, True))
+    apply(StartMove(3, 4))
     observer = RecordingObserver()
     copy = RangeStateMachine(2, observer)
     copy.restore(sm.snapshot())
     assert copy.descriptor == sm.descriptor
     assert copy.last_right == sm.last_right
-    assert copy.changing is True
+    assert copy.move == sm.move == Move(3, 4)
+    assert copy.replicas_version == sm.replicas_version == 1
     assert copy.children == sm.children
     assert dict(copy.data) == dict(sm.data)
     assert copy.data_bytes == sm.data_bytes
@@ -250,6 +282,37 @@ def test_directory_update_replicas_and_snapshot_round_trip() -> None:
     assert copy.descriptors() == d.descriptors()
     assert copy.next_range_id == 3
     assert copy.lookup(b"x") == attrs.evolve(WHOLE, replicas=(1, 2, 4))
+
+
+def test_directory_ignores_replica_updates_older_than_the_recorded_version() -> None:
+    d = DirectoryStateMachine()
+    apply = Applier(d)
+    apply(InitDirectory(WHOLE, 3))
+    assert d.placement(2) == Placement(2, 0, REPLICAS)
+    assert apply(UpdateReplicas(2, (1, 2, 3, 4), 1)) == Value(None)
+    assert apply(UpdateReplicas(2, (1, 2, 4), 2)) == Value(None)
+    assert apply(UpdateReplicas(2, (1, 2, 3, 4), 1)) == Value(None)  # late: ignored
+    assert d.by_id[2].replicas == (1, 2, 4)
+    assert d.placement(2) == Placement(2, 2, REPLICAS)
+    assert d.placement(77) is None
+
+
+def test_directory_records_founders_and_keeps_its_replicas_when_a_split_arrives_late() -> None:
+    d = DirectoryStateMachine()
+    apply = Applier(d)
+    apply(InitDirectory(WHOLE, 3))
+    apply(UpdateReplicas(2, (1, 2, 4), 2))
+    # The split happened before the move settled: its descriptors list (1, 2, 3).
+    left = RangeDescriptor(2, b"", b"m", 1, REPLICAS)
+    right = RangeDescriptor(3, b"m", None, 0, REPLICAS)
+    assert apply(RecordSplit(left, right)) == Value(None)
+    assert d.descriptors() == [RangeDescriptor(2, b"", b"m", 1, (1, 2, 4)), right]
+    assert d.placement(2) == Placement(2, 2, REPLICAS)
+    assert d.placement(3) == Placement(3, 0, REPLICAS)
+    copy = DirectoryStateMachine()
+    copy.restore(d.snapshot())
+    assert copy.placements == d.placements
+    assert copy.descriptors() == d.descriptors()
 
 
 def test_directory_lookup_before_initialization_is_none() -> None:

@@ -24,6 +24,7 @@ from examples.rangekv.commands import (
     Delete,
     NotReady,
     Put,
+    Refused,
     ScanResult,
     SplitOutcome,
     Value,
@@ -36,7 +37,7 @@ from examples.rangekv.protocol import (
     DropReplicaRequest,
     GetRequest,
     LookupRequest,
-    MembershipRequest,
+    MoveReplicaRequest,
     NotHosted,
     NotLeader,
     Ok,
@@ -44,9 +45,7 @@ from examples.rangekv.protocol import (
     RangesReply,
     RangesRequest,
     ScanRequest,
-    SetRangeReplicasRequest,
     SplitRequest,
-    TransferLeaderRequest,
     Unavailable,
     WriteRequest,
 )
@@ -223,40 +222,56 @@ class RangeClient:
 
     async def ranges(self) -> list[RangeDescriptor]:
         """Every range in the directory, in key order (and refresh the cache with them)."""
+        return list((await self.directory()).descriptors)
+
+    async def directory(self) -> RangesReply:
+        """The whole directory, linearizable: every range and its placement (cached too)."""
         reply = await self._any_node(RangesRequest())
         assert isinstance(reply, RangesReply)
         for desc in reply.descriptors:
             self.cache.update(desc)
-        return list(reply.descriptors)
+        return reply
+
+    async def record_replicas(
+        self, range_id: int, replicas: tuple[int, ...], version: int
+    ) -> object:
+        """Have the directory record ``replicas`` for the range at ``version`` (hosts use this)."""
+        return await self._any_node(DirectoryReplicasRequest(range_id, replicas, version))
 
     async def move_replica(self, range_id: int, from_node: int, to_node: int) -> RangeDescriptor:
         """Move range ``range_id``'s replica from ``from_node`` to ``to_node``.
 
-        Splits of the range are refused meanwhile. ``to_node`` joins empty and
-        catches up from the leader (by snapshot once the log is compacted);
-        ``from_node`` then leaves the group and drops its replica. Returns the
-        range's descriptor as the directory records it afterwards.
+        The range's leader records the move (splits of the range are refused
+        meanwhile) and carries it out: ``to_node`` joins empty and catches up
+        (by snapshot once the log is compacted), leadership leaves ``from_node``,
+        ``from_node`` leaves the group and drops its replica, and the membership
+        the move ended with is recorded in the range and in the directory. A move
+        interrupted anywhere (a crash, a partition, this client giving up) is
+        finished by whichever node leads the range next. Returns the range's
+        descriptor once the directory records the move as done; raises
+        :class:`RangeUnavailableError` if that takes longer than the timeout
+        (the move still completes later).
         """
         desc = next((d for d in await self.ranges() if d.range_id == range_id), None)
         if desc is None:
             raise RangeKVError(f"range {range_id} is not in the directory")
         if from_node not in desc.replicas or to_node in desc.replicas:
             raise RangeKVError(f"cannot move {desc.describe()} from {from_node} to {to_node}")
-        replicas = tuple(sorted({*desc.replicas, to_node} - {from_node}))
-        await self._on_leader(desc, SetRangeReplicasRequest(range_id, desc.replicas, True))
-        await self._expect_ok(to_node, PrepareReplicaRequest(range_id))
-        leader = await self._on_leader(desc, MembershipRequest(range_id, add=to_node))
-        if leader == from_node:
-            target = next(n for n in replicas if n != to_node)
-            await self._on_leader(desc, TransferLeaderRequest(range_id, target))
-        widened = RangeDescriptor(range_id, desc.start, desc.end, 0, (*desc.replicas, to_node))
-        await self._on_leader(widened, MembershipRequest(range_id, remove=from_node))
-        await self._expect_ok(from_node, DropReplicaRequest(range_id))
-        moved = RangeDescriptor(range_id, desc.start, desc.end, 0, replicas)
-        await self._on_leader(moved, SetRangeReplicasRequest(range_id, replicas, False))
-        await self._any_node(DirectoryReplicasRequest(range_id, replicas))
+        done = tuple(sorted({*desc.replicas, to_node} - {from_node}))
+        deadline = trio.current_time() + self.timeout
+        await self._on_leader(desc, MoveReplicaRequest(range_id, from_node, to_node))
+        # The directory lists to_node now, so it would join by itself; asking it
+        # saves a maintenance pass (and is all a node without a directory view has).
+        await self._send(to_node, PrepareReplicaRequest(range_id))
+        delay = self.retry_delay
+        while True:
+            after = next((d for d in await self.ranges() if d.range_id == range_id), None)
+            if after is not None and after.replicas == done:
+                break
+            delay = await self._pause(delay)
+            self._deadline_passed(deadline, f"moving {desc.describe()} to {to_node}")
+        await self._send(from_node, DropReplicaRequest(range_id))
         self.cache.evict(range_id)
-        after = next(d for d in await self.ranges() if d.range_id == range_id)
         return after
 
     # ----------------------------------------------------------------- routing
@@ -359,7 +374,10 @@ class RangeClient:
             self._deadline_passed(deadline, type(request).__name__)
 
     async def _on_leader(self, desc: RangeDescriptor, request: object) -> int:
-        """Send an admin request to the range's leader; the node that carried it out."""
+        """Send an admin request to the range's leader; the node that carried it out.
+
+        Raises :class:`RangeKVError` when the leader refuses it.
+        """
         deadline = trio.current_time() + self.timeout
         delay = self.retry_delay
         in_a_row = 0
@@ -378,14 +396,11 @@ class RangeClient:
             in_a_row = 0
             if isinstance(reply, Ok | Value):
                 return node_id
+            if isinstance(reply, Refused):
+                raise RangeKVError(f"{type(request).__name__} refused: {reply.reason}")
             self.cache.leaders.pop(desc.range_id, None)
             delay = await self._pause(delay)
             self._deadline_passed(deadline, f"{type(request).__name__} ({reply!r})")
-
-    async def _expect_ok(self, node_id: int, request: object) -> None:
-        reply = await self._send(node_id, request)
-        if not isinstance(reply, Ok):
-            raise RangeKVError(f"node {node_id} answered {type(request).__name__} with {reply!r}")
 
 
 def _scan_request(desc: RangeDescriptor, *, start: bytes, end: bytes | None, limit: int) -> object:

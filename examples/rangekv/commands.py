@@ -2,7 +2,7 @@
 
 Range groups apply :class:`Put`, :class:`Delete`, :class:`CompareAndSet` (from
 clients) and :class:`InitRange`, :class:`Split`, :class:`ForgetChild`,
-:class:`SetReplicas` (from hosts). The directory group applies
+:class:`StartMove`, :class:`SettleReplicas` (from hosts). The directory group applies
 :class:`InitDirectory`, :class:`AllocateRangeIds`, :class:`RecordSplit` and
 :class:`UpdateReplicas`. All are packed with :func:`examples.rangekv.wire.pack`.
 """
@@ -29,9 +29,10 @@ __all__ = [
     "RecordSplit",
     "Refused",
     "ScanResult",
-    "SetReplicas",
+    "SettleReplicas",
     "Split",
     "SplitOutcome",
+    "StartMove",
     "UpdateReplicas",
     "Value",
     "WrongRange",
@@ -112,11 +113,29 @@ class ForgetChild:
 
 @message(7)
 @attrs.frozen(slots=True)
-class SetReplicas:
-    """Record the range's replica set; ``changing`` refuses splits while it moves."""
+class StartMove:
+    """Begin moving the range's replica from node ``source`` to node ``target``.
+
+    Applied, it lists ``target`` among the range's replicas next to ``source``
+    (every node that is or may become a member) and refuses splits until
+    :class:`SettleReplicas` ends the move. The range's leader carries it out.
+    """
+
+    source: int
+    target: int
+
+
+@message(8)
+@attrs.frozen(slots=True)
+class SettleReplicas:
+    """Record ``replicas`` (the group's applied membership) and end any move.
+
+    Applies only while the range's replica set is still at ``version``, so a
+    decision taken on an older state never overwrites a newer one.
+    """
 
     replicas: tuple[int, ...]
-    changing: bool
+    version: int
 
 
 # ------------------------------------------------------------ directory commands
@@ -151,10 +170,16 @@ class RecordSplit:
 @message(13)
 @attrs.frozen(slots=True)
 class UpdateReplicas:
-    """Record that range ``range_id`` is now replicated on ``replicas``."""
+    """Record that range ``range_id`` is replicated on ``replicas`` as of ``version``.
+
+    ``version`` counts the changes of the range's replica set (see
+    :attr:`~examples.rangekv.range_state.RangeStateMachine.replicas_version`);
+    an update older than the one recorded is ignored.
+    """
 
     range_id: int
     replicas: tuple[int, ...]
+    version: int = 0
 
 
 # ------------------------------------------------------------------- outcomes

@@ -7,7 +7,19 @@ from typing import Any
 
 import attrs
 
-__all__ = ["RangeDescriptor", "TilingError", "check_tiling", "range_at"]
+__all__ = [
+    "DIRECTORY_ID",
+    "FIRST_RANGE_ID",
+    "RangeDescriptor",
+    "TilingError",
+    "check_tiling",
+    "range_at",
+]
+
+#: Group id of the directory (the meta range).
+DIRECTORY_ID = 1
+#: Group id of the range that covers every key when the store starts.
+FIRST_RANGE_ID = 2
 
 
 @attrs.frozen(slots=True)

@@ -18,9 +18,12 @@ does what state machines cannot do themselves because ``apply`` is synchronous:
   moved keys) as the group's first command, then tells the parent range to drop
   its copy (:class:`ForgetChild`).
 * **Repairs.** Periodically: retry anything above that failed (a split not yet
-  recorded, an initialization, a forgotten child) and join ranges the directory
-  places here that the node does not host (a replica that learned of a split by
-  snapshot).
+  recorded, an initialization, a forgotten child).
+* **Placement** (:mod:`examples.rangekv.placement`): carry out replica moves of
+  the ranges led here and settle any disagreement between a range's
+  membership, its descriptor and the directory; host the ranges the directory
+  places here (a replica that learned of a split by snapshot, a node a range
+  moved to); remove replicas the directory no longer places here.
 * **Serving.** :meth:`handle` answers the requests of :mod:`examples.rangekv.protocol`
   (see :mod:`examples.rangekv.service`).
 """
@@ -36,6 +39,7 @@ from os import PathLike
 import attrs
 import trio
 
+from examples.rangekv.client import HostLink
 from examples.rangekv.commands import (
     AllocateRangeIds,
     ForgetChild,
@@ -49,8 +53,9 @@ from examples.rangekv.commands import (
     SplitOutcome,
     Value,
 )
-from examples.rangekv.descriptor import RangeDescriptor
+from examples.rangekv.descriptor import DIRECTORY_ID, FIRST_RANGE_ID, RangeDescriptor
 from examples.rangekv.directory import DirectoryStateMachine
+from examples.rangekv.placement import ReplicaKeeper
 from examples.rangekv.protocol import (
     DumpReply,
     NotHosted,
@@ -85,11 +90,6 @@ __all__ = [
 ]
 
 _log = logging.getLogger("examples.rangekv.host")
-
-#: Group id of the directory (the meta range).
-DIRECTORY_ID = 1
-#: Group id of the range that covers every key when the store starts.
-FIRST_RANGE_ID = 2
 
 #: Errors after which a host's own background request is simply tried again later.
 _RETRYABLE = (MultiraftError, ProposalDroppedError)
@@ -151,6 +151,11 @@ class HostCounters:
     ranges_initialized: int = 0
     children_forgotten: int = 0
     leaders_handed_over: int = 0
+    moves_started: int = 0
+    move_steps: int = 0
+    replicas_settled: int = 0
+    replicas_recorded: int = 0
+    replicas_collected: int = 0
 
 
 class RangeHost:
@@ -180,9 +185,10 @@ class RangeHost:
         self._busy: set[int] = set()
         self._initializing: set[int] = set()
         self._forgetting: set[int] = set()
-        self._missing: set[int] = set()
         self._spare_ids: list[int] = []
         self._id_lock = trio.Lock()
+        #: Moves, joins and replica GC (see :mod:`examples.rangekv.placement`).
+        self.keeper = ReplicaKeeper(self)
 
     # ------------------------------------------------------------ wiring
 
@@ -245,7 +251,8 @@ class RangeHost:
             s.split_bytes > 0 and sm.data_bytes > s.split_bytes
         )
 
-    def _leads(self, group_id: int) -> bool:
+    def leads(self, group_id: int) -> bool:
+        """Whether this node leads group ``group_id`` now."""
         node = self._node
         if node is None:
             return False
@@ -255,7 +262,7 @@ class RangeHost:
             return False
 
     def _consider_split(self, range_id: int) -> None:
-        if range_id in self._busy or range_id in self._grown or not self._leads(range_id):
+        if range_id in self._busy or range_id in self._grown or not self.leads(range_id):
             return
         self._grown[range_id] = None
         self._grown_added.set()
@@ -298,17 +305,45 @@ class RangeHost:
             self.counters.ranges_created += 1
         self._maybe_initialize(rid)
 
-    async def join_range(self, rid: int) -> None:
-        """Host an empty replica of range ``rid`` that learns everything from its group."""
+    async def join_range(self, rid: int) -> bool:
+        """Host a replica of range ``rid``; whether this node hosts it now.
+
+        A founding replica of the range (see
+        :meth:`~examples.rangekv.placement.ReplicaKeeper.founders`) is created
+        with the range's bootstrap membership, like the split that made it; any
+        other node's replica starts empty and learns everything from its group.
+        (An empty replica of a founder would replay the bootstrap one member at a
+        time and could elect itself alone.) False if the node removed its replica
+        of the range before (its tombstone).
+        """
         if rid in self.ranges:
-            return
+            return True
+        founders = self.keeper.founders(rid)
         sm = self.ranges[rid] = RangeStateMachine(rid, self)
         try:
-            await self.node.create_group(rid, (), state_machine=sm, join=True)
+            await self.node.create_group(rid, founders, state_machine=sm, join=not founders)
         except GroupRemovedError:
             self.forget_range(rid)
-            return
+            return False
         self.counters.ranges_joined += 1
+        return True
+
+    def pending_children(self) -> set[int]:
+        """Ranges a split made that this node is about to host (queued or being created)."""
+        return self._children_pending
+
+    async def start_move(self, range_id: int, source: int, target: int) -> object:
+        """Move the range's replica from ``source`` to ``target`` (this node leads the range).
+
+        Returns :class:`~examples.rangekv.protocol.Ok` once the move is recorded in
+        the range and in the directory; the move then completes in the background.
+        """
+        assert self._nursery is not None
+        return await self.keeper.start_move(range_id, source, target, self._nursery.start_soon)
+
+    async def collect_replica(self, range_id: int) -> object:
+        """Remove this node's replica of the range if the directory no longer lists the node."""
+        return await self.keeper.collect(range_id)
 
     def forget_range(self, range_id: int) -> None:
         """Stop tracking range ``range_id`` (its group is no longer hosted here)."""
@@ -325,7 +360,7 @@ class RangeHost:
         if (
             group_id in self._inits
             and group_id not in self._initializing
-            and self._leads(group_id)
+            and self.leads(group_id)
             and self._nursery is not None
         ):
             if self._ready(group_id):
@@ -391,6 +426,8 @@ class RangeHost:
                 if isinstance(event, LeaderChanged) and event.leader == self.node_id:
                     gid = event.group_id
                     self._maybe_initialize(gid)
+                    if self._nursery is not None:
+                        self.keeper.reconcile_soon(gid, self._nursery.start_soon)
                     sm = self.ranges.get(gid)
                     if sm is not None and self._over_threshold(sm):
                         self._consider_split(gid)
@@ -438,7 +475,7 @@ class RangeHost:
         sm = self.ranges.get(range_id)
         if sm is None:
             return NotHosted(range_id)
-        if not self._leads(range_id):
+        if not self.leads(range_id):
             return NotLeader(range_id, self.node.leader_of(range_id) or 0)
         desc = sm.descriptor
         if desc is None:
@@ -518,12 +555,12 @@ class RangeHost:
             self.maintenance_pass()
 
     def maintenance_pass(self) -> None:
-        """Retry what failed and join ranges placed here (runs periodically)."""
+        """Retry what failed and keep replicas where the directory places them (periodic)."""
         assert self._nursery is not None
         spawn = self._nursery.start_soon
         self._maybe_initialize(DIRECTORY_ID)
         for rid, sm in list(self.ranges.items()):
-            if not self._leads(rid):
+            if not self.leads(rid):
                 continue
             if not sm.ready:
                 self._maybe_initialize(rid)
@@ -537,18 +574,7 @@ class RangeHost:
             desc = sm.descriptor
             if recorded is not None and desc is not None and recorded.generation < desc.generation:
                 spawn(self._repair_record, sm)
-        missing = {
-            d.range_id
-            for d in self.directory.descriptors()
-            if self.node_id in d.replicas
-            and d.range_id not in self.ranges
-            and d.range_id not in self._children_pending
-        }
-        # Join only ranges missing at two passes in a row: a split being applied
-        # right now creates its range through the normal path.
-        for rid in missing & self._missing:
-            spawn(self.join_range, rid)
-        self._missing = missing - self._missing
+        self.keeper.maintain(spawn)
 
     # ------------------------------------------------------------- bootstrap
 
@@ -626,6 +652,7 @@ async def open_range_host(
     log_engine: LogEngine | None = None,
     settings: RangeSettings | None = None,
     host_factory: Callable[[int, RangeSettings | None], RangeHost] = RangeHost,
+    peers: HostLink | None = None,
 ) -> AsyncIterator[RangeHost]:
     """Open a node configured for the range store and run its host until the block ends.
 
@@ -633,8 +660,11 @@ async def open_range_host(
     log engine are recovered; on a fresh cluster call :meth:`RangeHost.bootstrap`
     on every initial node. ``host_factory(node_id, settings)`` makes the host
     (a subclass may, for example, change how split-created ranges are hosted).
+    ``peers`` reaches the other hosts: a node that does not host the directory
+    reads and updates it through them (see :mod:`examples.rangekv.placement`).
     """
     host = host_factory(config.node_id, settings)
+    host.keeper.peers = peers
     async with open_node(
         host.node_config(config), transport=transport, data_dir=data_dir, log_engine=log_engine
     ) as node:

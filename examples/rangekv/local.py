@@ -98,6 +98,7 @@ async def open_local_cluster(
                     log_engine=None if engines is None else engines.get(node_id),
                     settings=settings,
                     host_factory=host_factory,
+                    peers=cluster.link,
                 )
             )
             cluster.hosts[node_id] = host

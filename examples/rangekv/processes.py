@@ -174,8 +174,9 @@ async def open_process_cluster(
                 client = await stack.enter_async_context(open_rpc_client(node.node_id, *node.rpc))
                 cluster.link.clients[node.node_id] = client
             peers = tuple((n.node_id, *n.listen) for n in cluster.nodes.values())
+            rpc_peers = tuple((n.node_id, *n.rpc) for n in cluster.nodes.values())
             for node_id in cluster.nodes:
-                await cluster._expect_ok(node_id, SetPeersRequest(peers))
+                await cluster._expect_ok(node_id, SetPeersRequest(peers, rpc_peers))
             yield cluster
     finally:
         with trio.CancelScope(shield=True):

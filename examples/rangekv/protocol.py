@@ -11,6 +11,7 @@ from __future__ import annotations
 import attrs
 
 from examples.rangekv.descriptor import RangeDescriptor
+from examples.rangekv.directory import Placement
 from examples.rangekv.wire import message
 
 __all__ = [
@@ -22,7 +23,7 @@ __all__ = [
     "DumpRequest",
     "GetRequest",
     "LookupRequest",
-    "MembershipRequest",
+    "MoveReplicaRequest",
     "NotHosted",
     "NotLeader",
     "Ok",
@@ -32,7 +33,6 @@ __all__ = [
     "RangesRequest",
     "ScanRequest",
     "SetPeersRequest",
-    "SetRangeReplicasRequest",
     "SplitRequest",
     "StatsReply",
     "StatsRequest",
@@ -116,20 +116,10 @@ class PrepareReplicaRequest:
     range_id: int
 
 
-@message(49)
-@attrs.frozen(slots=True)
-class MembershipRequest:
-    """Add node ``add`` as a voter or remove node ``remove`` (0: neither); sent to the leader."""
-
-    range_id: int
-    add: int = 0
-    remove: int = 0
-
-
 @message(50)
 @attrs.frozen(slots=True)
 class DropReplicaRequest:
-    """Stop hosting the range (after the node was removed from its group)."""
+    """Remove the node's replica of the range if the directory no longer lists the node."""
 
     range_id: int
 
@@ -137,9 +127,14 @@ class DropReplicaRequest:
 @message(51)
 @attrs.frozen(slots=True)
 class SetPeersRequest:
-    """Tell a TCP node where its peers listen: ``(node id, host, port)`` each."""
+    """Tell a TCP node where its peers listen: ``(node id, host, port)`` each.
+
+    ``peers`` are the raft transport addresses, ``rpc_peers`` the RPC ports the
+    node's host reaches other hosts through (to read the directory).
+    """
 
     peers: tuple[tuple[int, str, int], ...]
+    rpc_peers: tuple[tuple[int, str, int], ...] = ()
 
 
 @message(52)
@@ -151,16 +146,6 @@ class TransferLeaderRequest:
     to_node: int
 
 
-@message(53)
-@attrs.frozen(slots=True)
-class SetRangeReplicasRequest:
-    """Propose :class:`~examples.rangekv.commands.SetReplicas` to the range."""
-
-    range_id: int
-    replicas: tuple[int, ...]
-    changing: bool
-
-
 @message(54)
 @attrs.frozen(slots=True)
 class DirectoryReplicasRequest:
@@ -168,6 +153,7 @@ class DirectoryReplicasRequest:
 
     range_id: int
     replicas: tuple[int, ...]
+    version: int = 0
 
 
 @message(55)
@@ -176,6 +162,20 @@ class BootstrapRequest:
     """Create the directory and the first range on these nodes (idempotent)."""
 
     replicas: tuple[int, ...]
+
+
+@message(56)
+@attrs.frozen(slots=True)
+class MoveReplicaRequest:
+    """Move the range's replica from ``from_node`` to ``to_node``; sent to its leader.
+
+    Answered :class:`Ok` once the move is recorded in the range and the directory
+    lists ``to_node``; the leader then carries the move out in the background.
+    """
+
+    range_id: int
+    from_node: int
+    to_node: int
 
 
 # ------------------------------------------------------------------- replies
@@ -218,9 +218,10 @@ class DescriptorReply:
 @message(64)
 @attrs.frozen(slots=True)
 class RangesReply:
-    """Every range of the directory, in key order."""
+    """Every range of the directory, in key order, and their placements."""
 
     descriptors: tuple[RangeDescriptor, ...]
+    placements: tuple[Placement, ...] = ()
 
 
 @message(65)

@@ -24,9 +24,10 @@ from examples.rangekv.commands import (
     Put,
     Refused,
     ScanResult,
-    SetReplicas,
+    SettleReplicas,
     Split,
     SplitOutcome,
+    StartMove,
     Value,
     WrongRange,
 )
@@ -34,7 +35,15 @@ from examples.rangekv.descriptor import RangeDescriptor
 from examples.rangekv.wire import unpack
 from multiraft.codec import decode, encode
 
-__all__ = ["RangeObserver", "RangeSnapshot", "RangeStateMachine"]
+__all__ = ["Move", "RangeObserver", "RangeSnapshot", "RangeStateMachine"]
+
+
+@attrs.frozen(slots=True)
+class Move:
+    """A replica move in progress: from node ``source`` to node ``target``."""
+
+    source: int
+    target: int
 
 
 class RangeObserver(Protocol):
@@ -58,7 +67,8 @@ class RangeSnapshot:
     """The whole replicated state of a range, as stored in raft snapshots."""
 
     descriptor: RangeDescriptor | None
-    changing: bool
+    move: Move | None
+    replicas_version: int
     last_right: RangeDescriptor | None
     children: tuple[InitRange, ...]
     items: tuple[tuple[bytes, bytes], ...]
@@ -72,17 +82,23 @@ class RangeStateMachine:
     ``[start, end)`` answer :class:`WrongRange`. A split keeps the moved keys
     in ``children`` until the new range confirms with :class:`ForgetChild`, so
     that they survive in this range's snapshots until the new range holds them.
+
+    A replica move is recorded here first (:class:`StartMove`): from then on the
+    descriptor lists both the leaving and the arriving node, and splits are
+    refused until :class:`SettleReplicas` records the membership the move ended
+    with. ``replicas_version`` counts these changes of the replica set.
     """
 
     __slots__ = (
-        "changing",
         "children",
         "data",
         "data_bytes",
         "descriptor",
         "last_right",
+        "move",
         "observer",
         "range_id",
+        "replicas_version",
     )
 
     def __init__(self, range_id: int, observer: RangeObserver | None = None) -> None:
@@ -92,7 +108,8 @@ class RangeStateMachine:
         self.data: SortedDict = SortedDict()
         #: Sum of key and value lengths, for the size-based split policy.
         self.data_bytes = 0
-        self.changing = False
+        self.move: Move | None = None
+        self.replicas_version = 0
         self.last_right: RangeDescriptor | None = None
         self.children: dict[int, InitRange] = {}
 
@@ -120,8 +137,10 @@ class RangeStateMachine:
             case ForgetChild(range_id=child_id):
                 self.children.pop(child_id, None)
                 return Value(None)
-            case SetReplicas():
-                return self._set_replicas(cmd)
+            case StartMove():
+                return self._start_move(cmd)
+            case SettleReplicas():
+                return self._settle_replicas(cmd)
         return Refused(f"{type(cmd).__name__} is not a range command")
 
     def _write(self, cmd: Put | Delete | CompareAndSet) -> object:
@@ -166,7 +185,7 @@ class RangeStateMachine:
         desc = self.descriptor
         if desc is None:
             return NotReady(self.range_id)
-        if self.changing:
+        if self.move is not None:
             return Refused("the range's replicas are changing")
         if cmd.generation != desc.generation:
             return Refused(f"generation {cmd.generation} is stale (now {desc.generation})")
@@ -188,12 +207,36 @@ class RangeStateMachine:
             self.observer.range_split(self, child, cmd.campaigner)
         return SplitOutcome(left, right)
 
-    def _set_replicas(self, cmd: SetReplicas) -> object:
+    def _start_move(self, cmd: StartMove) -> object:
         desc = self.descriptor
         if desc is None:
             return NotReady(self.range_id)
-        self.descriptor = attrs.evolve(desc, replicas=tuple(cmd.replicas))
-        self.changing = cmd.changing
+        move = Move(cmd.source, cmd.target)
+        if self.move == move:
+            return Value(None)  # a retry of the move in progress
+        if self.move is not None:
+            return Refused(f"a move from {self.move.source} to {self.move.target} is in progress")
+        if cmd.source not in desc.replicas or cmd.target in desc.replicas:
+            return Refused(f"cannot move {desc.describe()} from {cmd.source} to {cmd.target}")
+        replicas = tuple(sorted((*desc.replicas, cmd.target)))
+        self.descriptor = attrs.evolve(desc, replicas=replicas)
+        self.move = move
+        self.replicas_version += 1
+        return Value(None)
+
+    def _settle_replicas(self, cmd: SettleReplicas) -> object:
+        desc = self.descriptor
+        if desc is None:
+            return NotReady(self.range_id)
+        if cmd.version != self.replicas_version:
+            return Refused(
+                f"replica set version {cmd.version} is stale (now {self.replicas_version})"
+            )
+        if not cmd.replicas:
+            return Refused("a range needs at least one replica")
+        self.descriptor = attrs.evolve(desc, replicas=tuple(sorted(cmd.replicas)))
+        self.move = None
+        self.replicas_version += 1
         return Value(None)
 
     # ------------------------------------------------------------------ reads
@@ -243,7 +286,8 @@ class RangeStateMachine:
         return encode(
             RangeSnapshot(
                 self.descriptor,
-                self.changing,
+                self.move,
+                self.replicas_version,
                 self.last_right,
                 tuple(self.children.values()),
                 tuple(self.data.items()),
@@ -254,7 +298,8 @@ class RangeStateMachine:
         """Replace the state by a snapshot's."""
         snap = decode(data, RangeSnapshot)
         self.descriptor = snap.descriptor
-        self.changing = snap.changing
+        self.move = snap.move
+        self.replicas_version = snap.replicas_version
         self.last_right = snap.last_right
         self.children = {c.descriptor.range_id: c for c in snap.children}
         self.data = SortedDict(snap.items)

@@ -20,7 +20,7 @@ from examples.rangekv.client import LinkError
 from examples.rangekv.protocol import Unavailable
 from examples.rangekv.wire import CodecError, pack, unpack
 
-__all__ = ["RpcClient", "RpcLink", "open_rpc_client", "serve_rpc"]
+__all__ = ["DialingLink", "RpcClient", "RpcLink", "open_rpc_client", "serve_rpc"]
 
 _log = logging.getLogger("examples.rangekv.rpc")
 
@@ -116,6 +116,16 @@ class RpcClient:
         self._next_id = 0
         self._waiting: dict[int, tuple[trio.Event, list[object]]] = {}
         self._broken: str | None = None
+        self._ended = trio.Event()
+
+    @property
+    def broken(self) -> bool:
+        """Whether the connection is gone (every later call raises :class:`LinkError`)."""
+        return self._broken is not None
+
+    async def wait_broken(self) -> None:
+        """Return once the connection is gone."""
+        await self._ended.wait()
 
     async def call(self, request: object) -> object:
         """The node's reply to ``request``; :class:`LinkError` if the connection broke."""
@@ -156,6 +166,7 @@ class RpcClient:
                 self._broken = "the client was closed"
             for done, _ in self._waiting.values():
                 done.set()
+            self._ended.set()
 
 
 @asynccontextmanager
@@ -191,3 +202,55 @@ class RpcLink:
         if client is None:
             raise LinkError(node_id, "not connected")
         return await client.call(request)
+
+
+class DialingLink:
+    """Reaches other processes' hosts by address, connecting on first use (``HostLink``).
+
+    A node's host uses it to read and update the directory through the nodes
+    that host it. A broken connection is dialed again on the next call.
+    Connections live in ``nursery`` until it ends.
+    """
+
+    def __init__(self, nursery: trio.Nursery) -> None:
+        #: RPC address of each node, by node id.
+        self.addresses: dict[int, tuple[str, int]] = {}
+        self._nursery = nursery
+        self._clients: dict[int, RpcClient] = {}
+        self._dialing = trio.Lock()
+
+    @property
+    def node_ids(self) -> Sequence[int]:
+        """The nodes whose address is known."""
+        return sorted(self.addresses)
+
+    async def call(self, node_id: int, request: object) -> object:
+        """``request`` answered by ``node_id``; :class:`LinkError` if unreachable."""
+        client = await self._connected(node_id)
+        return await client.call(request)
+
+    async def _connected(self, node_id: int) -> RpcClient:
+        async with self._dialing:
+            client = self._clients.get(node_id)
+            if client is not None and not client.broken:
+                return client
+            address = self.addresses.get(node_id)
+            if address is None:
+                raise LinkError(node_id, "address unknown")
+            try:
+                dialed: RpcClient = await self._nursery.start(self._hold, node_id, address)
+            except OSError as exc:
+                raise LinkError(node_id, f"cannot connect: {exc}") from exc
+            self._clients[node_id] = dialed
+            return dialed
+
+    async def _hold(
+        self,
+        node_id: int,
+        address: tuple[str, int],
+        *,
+        task_status: trio.TaskStatus[RpcClient] = trio.TASK_STATUS_IGNORED,
+    ) -> None:
+        async with open_rpc_client(node_id, *address) as client:
+            task_status.started(client)
+            await client.wait_broken()

@@ -9,11 +9,12 @@
 Peers are dialed over the TCP transport (:mod:`transport.tcp`); clients and
 the demo talk to the host through the RPC port (:mod:`examples.rangekv.rpc`),
 which also accepts ``SetPeersRequest`` so that nodes started on port 0 can be
-introduced to each other. Once listening the process prints one JSON line on
-stdout: ``{"event": "ready", "node": 1, "listen": [host, port], "rpc": [host,
-port]}``. SIGTERM or SIGINT stop it cleanly (exit 0), and so does the end of
-stdin with ``--stop-on-stdin-eof`` (so nodes started by a program that dies
-do not outlive it).
+introduced to each other (their transport and their RPC addresses: a host
+reads the directory through the hosts that hold it). Once listening the
+process prints one JSON line on stdout: ``{"event": "ready", "node": 1,
+"listen": [host, port], "rpc": [host, port]}``. SIGTERM or SIGINT stop it
+cleanly (exit 0), and so does the end of stdin with ``--stop-on-stdin-eof``
+(so nodes started by a program that dies do not outlive it).
 """
 
 from __future__ import annotations
@@ -25,13 +26,17 @@ import os
 import signal
 import sys
 from collections.abc import AsyncIterator, Sequence
+from typing import TYPE_CHECKING
 
 import trio
 
 from examples.rangekv.host import RangeHost, RangeSettings, open_range_host
 from examples.rangekv.protocol import Ok, SetPeersRequest
-from examples.rangekv.rpc import serve_rpc
+from examples.rangekv.rpc import DialingLink, serve_rpc
 from multiraft import NodeConfig
+
+if TYPE_CHECKING:
+    from transport.tcp import TcpTransport
 
 __all__ = ["main"]
 
@@ -97,29 +102,51 @@ async def _run(args: argparse.Namespace) -> None:
     with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
         async with (
             open_tcp_transport(transport_config) as transport,
-            open_range_host(
-                config, transport=transport, data_dir=args.data_dir, settings=settings
-            ) as host,
-            trio.open_nursery() as nursery,
+            trio.open_nursery() as connections,
         ):
+            hosts = DialingLink(connections)
+            try:
+                await _serve(args, transport, hosts, settings, config, rpc_listeners, signals)
+            finally:
+                connections.cancel_scope.cancel()
 
-            async def handle(request: object) -> object:
-                if isinstance(request, SetPeersRequest):
-                    for node_id, peer_host, port in request.peers:
-                        if node_id != args.id:
-                            transport.set_peer(node_id, peer_host, port)
-                    return Ok()
-                return await host.handle(request)
 
-            nursery.start_soon(serve_rpc, handle, rpc_listeners)
-            stop = trio.Event()
-            nursery.start_soon(_stop_on_signal, signals, stop)
-            if args.stop_on_stdin_eof:
-                nursery.start_soon(_stop_on_stdin_eof, stop)
-            _announce(host, transport.listen_address, rpc_listeners)
-            await stop.wait()
-            _log.info("node %d stopping", args.id)
-            nursery.cancel_scope.cancel()
+async def _serve(
+    args: argparse.Namespace,
+    transport: TcpTransport,
+    hosts: DialingLink,
+    settings: RangeSettings,
+    config: NodeConfig,
+    rpc_listeners: list[trio.SocketListener],
+    signals: AsyncIterator[int],
+) -> None:
+    async with (
+        open_range_host(
+            config, transport=transport, data_dir=args.data_dir, settings=settings, peers=hosts
+        ) as host,
+        trio.open_nursery() as nursery,
+    ):
+
+        async def handle(request: object) -> object:
+            if isinstance(request, SetPeersRequest):
+                for node_id, peer_host, port in request.peers:
+                    if node_id != args.id:
+                        transport.set_peer(node_id, peer_host, port)
+                for node_id, peer_host, port in request.rpc_peers:
+                    if node_id != args.id:
+                        hosts.addresses[node_id] = (peer_host, port)
+                return Ok()
+            return await host.handle(request)
+
+        nursery.start_soon(serve_rpc, handle, rpc_listeners)
+        stop = trio.Event()
+        nursery.start_soon(_stop_on_signal, signals, stop)
+        if args.stop_on_stdin_eof:
+            nursery.start_soon(_stop_on_stdin_eof, stop)
+        _announce(host, transport.listen_address, rpc_listeners)
+        await stop.wait()
+        _log.info("node %d stopping", args.id)
+        nursery.cancel_scope.cancel()
 
 
 async def _stop_on_signal(signals: AsyncIterator[int], stop: trio.Event) -> None:

@@ -20,9 +20,9 @@ from examples.rangekv.commands import (
     Delete,
     Put,
     Refused,
-    SetReplicas,
     UpdateReplicas,
 )
+from examples.rangekv.descriptor import DIRECTORY_ID
 from examples.rangekv.protocol import (
     BootstrapRequest,
     DescriptorReply,
@@ -31,7 +31,7 @@ from examples.rangekv.protocol import (
     DumpRequest,
     GetRequest,
     LookupRequest,
-    MembershipRequest,
+    MoveReplicaRequest,
     NotHosted,
     NotLeader,
     Ok,
@@ -39,7 +39,6 @@ from examples.rangekv.protocol import (
     RangesReply,
     RangesRequest,
     ScanRequest,
-    SetRangeReplicasRequest,
     SplitRequest,
     StatsReply,
     StatsRequest,
@@ -56,15 +55,11 @@ from multiraft import (
     ProposalDroppedError,
     ProposalTimeoutError,
 )
-from multiraft.raft import ConfChange, ConfChangeType
 
 if TYPE_CHECKING:
     from examples.rangekv.host import RangeHost
 
 __all__ = ["answer"]
-
-#: Group id of the directory (repeated from ``host`` to avoid an import cycle).
-_DIRECTORY_ID = 1
 
 
 async def answer(host: RangeHost, request: object) -> object:
@@ -124,11 +119,13 @@ async def _dispatch(host: RangeHost, request: object) -> object:
             blocked = redirect(host, rid) or await _read_barrier(host, rid)
             return blocked or host.ranges[rid].scan(start, end, max(1, limit))
         case LookupRequest(key=key):
-            blocked_dir = await _read_barrier(host, _DIRECTORY_ID)
+            blocked_dir = await _read_barrier(host, DIRECTORY_ID)
             return blocked_dir or DescriptorReply(host.directory.lookup(key))
         case RangesRequest():
-            blocked_dir = await _read_barrier(host, _DIRECTORY_ID)
-            return blocked_dir or RangesReply(tuple(host.directory.descriptors()))
+            blocked_dir = await _read_barrier(host, DIRECTORY_ID)
+            directory = host.directory
+            placements = tuple(directory.placements[r] for r in sorted(directory.placements))
+            return blocked_dir or RangesReply(tuple(directory.descriptors()), placements)
         case SplitRequest(range_id=rid, key=key):
             return redirect(host, rid) or await host.split_range(rid, key)
         case StatsRequest():
@@ -136,30 +133,21 @@ async def _dispatch(host: RangeHost, request: object) -> object:
         case DumpRequest():
             return host.dump()
         case PrepareReplicaRequest(range_id=rid):
-            await host.join_range(rid)
-            return Ok()
-        case MembershipRequest(range_id=rid, add=add, remove=remove):
-            if (elsewhere := redirect(host, rid)) is not None:
-                return elsewhere
-            if add:
-                await node.change_membership(rid, ConfChange(ConfChangeType.ADD_NODE, add))
-            if remove:
-                await node.change_membership(rid, ConfChange(ConfChangeType.REMOVE_NODE, remove))
-            return Ok()
+            if await host.join_range(rid):
+                return Ok()
+            return Refused(f"node {host.node_id} removed its replica of range {rid} before")
+        case MoveReplicaRequest(range_id=rid, from_node=source, to_node=target):
+            return redirect(host, rid) or await host.start_move(rid, source, target)
         case DropReplicaRequest(range_id=rid):
-            await node.remove_group(rid)
-            host.forget_range(rid)
-            return Ok()
+            return await host.collect_replica(rid)
         case TransferLeaderRequest(range_id=rid, to_node=to_node):
             if (elsewhere := redirect(host, rid)) is not None:
                 return elsewhere
             await node.transfer_leadership(rid, to_node)
             return Ok()
-        case SetRangeReplicasRequest(range_id=rid, replicas=replicas, changing=changing):
-            command = pack(SetReplicas(tuple(replicas), changing))
-            return redirect(host, rid) or await node.propose(rid, command)
-        case DirectoryReplicasRequest(range_id=rid, replicas=replicas):
-            return await node.propose(_DIRECTORY_ID, pack(UpdateReplicas(rid, tuple(replicas))))
+        case DirectoryReplicasRequest(range_id=rid, replicas=replicas, version=version):
+            command = pack(UpdateReplicas(rid, tuple(replicas), version))
+            return await node.propose(DIRECTORY_ID, command)
         case BootstrapRequest(replicas=replicas):
             await host.bootstrap(tuple(replicas))
             await host.wait_ready()

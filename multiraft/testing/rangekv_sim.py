@@ -13,11 +13,13 @@ safety checker watches every group (the directory and every range). On top:
   a split applied late on a partitioned replica, a new range's leader
   campaigning before its followers know the range, a split while partitioned;
 * **replica moves** (with more than three nodes): a range's replica moves to
-  another node (learner, promotion, removal, drop) while faults go on;
+  another node (recorded, added, removal, settled, collected) while faults go
+  on; a move the client gives up on is finished by the range's leader;
 * after every fault healed: the directory answers and every range accepts a
   write within the liveness bound; then every replica of every range holds the
-  directory's bounds and the same keys at the same applied index; the history
-  is linearizable.
+  directory's bounds and the same keys at the same applied index, has applied
+  exactly the membership the directory lists, and no other node hosts the
+  range; the history is linearizable.
 
 The example package is imported only when this workload runs.
 """
@@ -38,7 +40,7 @@ from multiraft.node import Node
 from multiraft.ports import Transport
 from multiraft.testing.linearizability import OpKind
 from multiraft.testing.safety import SafetyChecker
-from multiraft.testing.sim_cluster import SimCluster, SimNode
+from multiraft.testing.sim_cluster import SimCluster, SimNode, members
 from multiraft.testing.simulator import REPLICAS, SimConfig, SimRun
 
 if TYPE_CHECKING:
@@ -103,9 +105,12 @@ def checked_host_factory(
 
 
 def range_host_opener(
-    checker: SafetyChecker, settings: RangeSettings
+    checker: SafetyChecker, settings: RangeSettings, peers: SimHostLink | None = None
 ) -> Callable[[SimNode, NodeConfig, Transport], AbstractAsyncContextManager[Node]]:
-    """Opens a node's incarnation as a range store host (kept in ``SimNode.host``)."""
+    """Opens a node's incarnation as a range store host (kept in ``SimNode.host``).
+
+    ``peers`` lets a host reach the others (to read the directory it does not host).
+    """
     from examples.rangekv.host import open_range_host
 
     factory = checked_host_factory(checker)
@@ -118,6 +123,7 @@ def range_host_opener(
             log_engine=sn.engine,
             settings=settings,
             host_factory=factory,
+            peers=peers,
         ) as host:
             sn.host = host
             try:
@@ -169,10 +175,10 @@ class RangeKVRun(SimRun):
             maintenance_interval=0.5,
             read_timeout=1.0,
         )
-        self.cluster.opener = range_host_opener(self.checker, settings)
+        self.link = SimHostLink(self.cluster)
+        self.cluster.opener = range_host_opener(self.checker, settings, self.link)
         # The host drops the replicas it moves away itself.
         self.cluster.collect_removed_replicas = False
-        self.link = SimHostLink(self.cluster)
         self.keys = [b"k%03d" % i for i in range(config.keys)]
         self.replicas = tuple(self.node_ids[:REPLICAS])
         self.moves = 0
@@ -339,11 +345,30 @@ class RangeKVRun(SimRun):
                     return f"node {node_id} holds {d.describe()}, the directory {desc.describe()}"
                 try:
                     applied = host.node.applied_index(desc.range_id)
+                    membership = members(host.node.membership(desc.range_id))
                 except (GroupNotFoundError, GroupRemovedError):
                     return f"node {node_id} does not host {desc.describe()}"
+                if membership != set(desc.replicas):
+                    return (
+                        f"node {node_id} applied membership {sorted(membership)} of "
+                        f"{desc.describe()}, the directory lists {list(desc.replicas)}"
+                    )
                 held.append((applied, list(sm.data.items())))
             if any(h != held[0] for h in held):
                 return f"the replicas of {desc.describe()} differ (applied {[h[0] for h in held]})"
+            stray = self._stray_replica(desc)
+            if stray is not None:
+                return stray
+        return None
+
+    def _stray_replica(self, desc: RangeDescriptor) -> str | None:
+        """A node the directory does not list for ``desc`` that still hosts it (None: none)."""
+        for node_id in self.node_ids:
+            host = _host(self.cluster, node_id)
+            if host is None or node_id in desc.replicas:
+                continue
+            if desc.range_id in host.ranges or desc.range_id in host.node.group_ids():
+                return f"node {node_id} still hosts {desc.describe()} (not listed)"
         return None
 
     async def _check_convergence(self) -> bool:

@@ -1,0 +1,178 @@
+"""Range KV example: replica moves are recoverable, strays are collected, founders rejoin.
+
+A move is recorded in the range and the directory first and carried out by the
+range's leader, so a move whose last step failed (or whose client went away) is
+finished on a later maintenance pass; a replica the directory no longer lists
+removes itself; a founding replica that never created its range recreates it
+with the range's bootstrap membership.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import pytest
+import trio
+import trio.testing
+
+from examples.rangekv.commands import InitRange, Refused, SplitOutcome
+from examples.rangekv.host import RangeHost, RangeSettings
+from examples.rangekv.local import LocalCluster
+from examples.rangekv.placement import ReplicaKeeper, members
+from examples.rangekv.protocol import DropReplicaRequest, MoveReplicaRequest, Ok
+from multiraft import GroupRemovedError, StateMachine
+from rangekv_support import kv_cluster, wait_for
+
+KEYS = [bytes([c]) * 2 for c in b"abcdefghijklmnop"]
+RANGE = 2
+
+
+def _directories_list(c: LocalCluster, range_id: int, replicas: tuple[int, ...]) -> bool:
+    return all(c.hosts[i].directory.by_id[range_id].replicas == replicas for i in (1, 2, 3))
+
+
+def _membership(c: LocalCluster, node_id: int, range_id: int) -> set[int]:
+    return members(c.hosts[node_id].node.membership(range_id))
+
+
+def _settled(c: LocalCluster, replicas: tuple[int, ...], gone: int) -> bool:
+    return (
+        _directories_list(c, RANGE, replicas)
+        and all(_membership(c, i, RANGE) == set(replicas) for i in replicas)
+        and RANGE not in c.hosts[gone].node.group_ids()
+    )
+
+
+def _assert_tombstoned(host: RangeHost, range_id: int) -> None:
+    assert range_id not in host.ranges
+    assert range_id not in host.node.group_ids()
+    with pytest.raises(GroupRemovedError):
+        host.node.leader_of(range_id)
+
+
+async def test_a_move_whose_final_directory_update_fails_is_finished_by_the_leader(
+    autojump_clock: trio.testing.MockClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    record = ReplicaKeeper.record
+    refused: list[tuple[int, tuple[int, ...], int]] = []
+
+    async def fail_settled_once(
+        self: ReplicaKeeper, range_id: int, replicas: tuple[int, ...], version: int
+    ) -> bool:
+        # Version 2 is the membership the move ended with: its first update fails.
+        if version == 2 and not refused:
+            refused.append((range_id, replicas, version))
+            return False
+        return await record(self, range_id, replicas, version)
+
+    monkeypatch.setattr(ReplicaKeeper, "record", fail_settled_once)
+    async with kv_cluster((1, 2, 3, 4), replicas=(1, 2, 3)) as c:
+        client = c.client()
+        for k in KEYS:
+            await client.put(k, k.upper())
+        leader = c.hosts[1].node.leader_of(RANGE)
+        assert leader == 1
+        # The mover records the move and goes away: no client finishes anything.
+        assert await c.link.call(leader, MoveReplicaRequest(RANGE, 3, 4)) == Ok()
+        # Recorded in the directory (applied here, where it was proposed) before any step.
+        assert c.hosts[1].directory.by_id[RANGE].replicas == (1, 2, 3, 4)
+        assert _membership(c, 1, RANGE) == {1, 2, 3}
+        await wait_for(lambda: _settled(c, (1, 2, 4), gone=3), "the move settled and recorded")
+        assert refused == [(RANGE, (1, 2, 4), 2)]
+        sm = c.hosts[1].ranges[RANGE]
+        assert sm.move is None
+        assert sm.replicas_version == 2
+        assert sm.descriptor is not None and sm.descriptor.replicas == (1, 2, 4)
+        placement = c.hosts[1].directory.placement(RANGE)
+        assert placement is not None and (placement.version, placement.founders) == (2, (1, 2, 3))
+        _assert_tombstoned(c.hosts[3], RANGE)
+        assert c.hosts[3].counters.replicas_collected == 1
+        assert c.hosts[4].counters.ranges_joined == 1
+        assert c.hosts[1].counters.moves_started == 1
+        assert c.hosts[1].counters.move_steps == 2  # the addition and the removal
+        # A fresh client routes by the repaired directory to the new replicas.
+        fresh = c.client()
+        assert (await fresh.ranges())[0].replicas == (1, 2, 4)
+        await fresh.put(b"zz", b"after")
+        assert await fresh.get(b"zz") == b"after"
+        assert await fresh.get(b"cc") == b"CC"
+        await wait_for(
+            lambda: all(c.hosts[i].ranges[RANGE].data.get(b"zz") == b"after" for i in (1, 2, 4)),
+            "the write on every replica",
+        )
+        # Asking a listed replica to drop itself changes nothing.
+        assert isinstance(await c.link.call(2, DropReplicaRequest(RANGE)), Refused)
+        assert RANGE in c.hosts[2].node.group_ids()
+
+
+async def test_a_removed_replica_that_missed_its_removal_is_collected(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    async with kv_cluster((1, 2, 3, 4), replicas=(1, 2, 3)) as c:
+        client = c.client()
+        for k in KEYS:
+            await client.put(k, k.upper())
+        c.network.isolate(3)
+        after = await client.move_replica(RANGE, from_node=3, to_node=4)
+        assert after.replicas == (1, 2, 4)
+        # Cut off, node 3 never learned it was removed: it still counts itself in.
+        assert _membership(c, 3, RANGE) == {1, 2, 3}
+        assert RANGE in c.hosts[3].node.group_ids()
+        c.network.heal()
+        await wait_for(
+            lambda: RANGE not in c.hosts[3].node.group_ids(), "node 3 collecting its replica"
+        )
+        _assert_tombstoned(c.hosts[3], RANGE)
+        assert _settled(c, (1, 2, 4), gone=3)
+        assert await client.get(b"aa") == b"AA"
+
+
+class ForgetfulHost(RangeHost):
+    """A host that never creates the ranges splits make (it learns of them otherwise)."""
+
+    async def create_split_replica(self, child: InitRange, campaign: bool) -> None:
+        return
+
+
+def _forgetful_node_3(node_id: int, settings: RangeSettings | None) -> RangeHost:
+    return ForgetfulHost(node_id, settings) if node_id == 3 else RangeHost(node_id, settings)
+
+
+async def test_a_founding_replica_missing_its_range_recreates_it_with_the_bootstrap_membership(
+    autojump_clock: trio.testing.MockClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with kv_cluster(host_factory=_forgetful_node_3) as c:
+        client = c.client()
+        for k in KEYS:
+            await client.put(k, k.upper())
+        node3 = c.hosts[3].node
+        created: list[tuple[int, tuple[int, ...], bool]] = []
+        create_group = node3.create_group
+
+        async def recording(
+            group_id: int,
+            replicas: Iterable[int],
+            *,
+            state_machine: StateMachine,
+            campaign: bool = False,
+            join: bool = False,
+        ) -> None:
+            created.append((group_id, tuple(replicas), join))
+            await create_group(
+                group_id, replicas, state_machine=state_machine, campaign=campaign, join=join
+            )
+
+        monkeypatch.setattr(node3, "create_group", recording)
+        outcome = await client.split(b"a", b"h")
+        assert isinstance(outcome, SplitOutcome)
+        new = outcome.right.range_id
+        await wait_for(
+            lambda: new in c.hosts[3].ranges and c.hosts[3].ranges[new].ready,
+            "node 3 hosting the split-off range",
+        )
+        assert created == [(new, (1, 2, 3), False)]
+        assert c.hosts[3].counters.ranges_joined == 1
+        assert c.hosts[3].counters.ranges_created == 0
+        assert _membership(c, 3, new) == {1, 2, 3}
+        held = dict(c.hosts[3].ranges[new].data)
+        assert held == {k: k.upper() for k in KEYS if k >= b"h"}
