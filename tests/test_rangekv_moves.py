@@ -19,7 +19,12 @@ from examples.rangekv.commands import InitRange, Refused, SplitOutcome
 from examples.rangekv.host import RangeHost, RangeSettings
 from examples.rangekv.local import LocalCluster
 from examples.rangekv.placement import ReplicaKeeper, members
-from examples.rangekv.protocol import DropReplicaRequest, MoveReplicaRequest, Ok
+from examples.rangekv.protocol import (
+    DropReplicaRequest,
+    MoveReplicaRequest,
+    Ok,
+    TransferLeaderRequest,
+)
 from multiraft import GroupRemovedError, StateMachine
 from rangekv_support import kv_cluster, wait_for
 
@@ -103,6 +108,36 @@ async def test_a_move_whose_final_directory_update_fails_is_finished_by_the_lead
         # Asking a listed replica to drop itself changes nothing.
         assert isinstance(await c.link.call(2, DropReplicaRequest(RANGE)), Refused)
         assert RANGE in c.hosts[2].node.group_ids()
+
+
+async def test_a_move_stopped_after_the_addition_is_finished_by_the_next_leader(
+    autojump_clock: trio.testing.MockClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with kv_cluster((1, 2, 3, 4), replicas=(1, 2, 3)) as c:
+        client = c.client()
+        for k in KEYS:
+            await client.put(k, k.upper())
+        first = c.hosts[1]
+        assert first.node.leader_of(RANGE) == 1
+        # Node 1 never sees node 4 caught up: it adds node 4 and goes no further.
+        monkeypatch.setattr(first.keeper, "_caught_up", lambda *_: False)
+        assert await c.link.call(1, MoveReplicaRequest(RANGE, 3, 4)) == Ok()
+        await wait_for(lambda: _membership(c, 1, RANGE) == {1, 2, 3, 4}, "node 4 added")
+        await trio.sleep(5)
+        assert _membership(c, 1, RANGE) == {1, 2, 3, 4}
+        assert first.ranges[RANGE].move is not None
+        assert first.directory.by_id[RANGE].replicas == (1, 2, 3, 4)
+        assert first.counters.move_steps == 1
+        assert await c.link.call(1, TransferLeaderRequest(RANGE, 2)) == Ok()
+        await wait_for(lambda: _settled(c, (1, 2, 4), gone=3), "the next leader finishing")
+        second = c.hosts[2]
+        assert second.node.leader_of(RANGE) == 2
+        assert second.counters.move_steps == 1  # the removal
+        assert second.counters.replicas_settled == 1
+        assert first.counters.replicas_settled == 0
+        assert second.ranges[RANGE].move is None
+        _assert_tombstoned(c.hosts[3], RANGE)
+        assert await c.client().get(b"pp") == b"PP"
 
 
 async def test_a_removed_replica_that_missed_its_removal_is_collected(
