@@ -66,7 +66,11 @@ class NodeProcess:
         return self.process.pid
 
     async def start(self, timeout: float = 20.0) -> None:
-        """Spawn the process and wait for its ready line; connect the admin client."""
+        """Spawn the process and wait for its ready line; connect the admin client.
+
+        If that fails or is cancelled once the process exists, the process is
+        killed: a node is never left running without its admin client.
+        """
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(
             p for p in (str(_PACKAGE_ROOT), env.get("PYTHONPATH", "")) if p
@@ -78,18 +82,22 @@ class NodeProcess:
                 stderr=log_file,
                 env=env,
             )
-        stdout = self.process.stdout
-        assert stdout is not None
-        line = b""
-        with trio.fail_after(timeout):
-            while not line.endswith(b"\n"):
-                chunk = await stdout.receive_some(4096)
-                if not chunk:
-                    raise AssertionError(f"node exited before it was ready:\n{self.log_text()}")
-                line += chunk
-        self.ready = json.loads(line.decode())
-        host, port = self.ready["admin"]
-        await self._nursery.start(self._admin_session, host, port)
+        try:
+            stdout = self.process.stdout
+            assert stdout is not None
+            line = b""
+            with trio.fail_after(timeout):
+                while not line.endswith(b"\n"):
+                    chunk = await stdout.receive_some(4096)
+                    if not chunk:
+                        raise AssertionError(f"node exited before it was ready:\n{self.log_text()}")
+                    line += chunk
+            self.ready = json.loads(line.decode())
+            host, port = self.ready["admin"]
+            await self._nursery.start(self._admin_session, host, port)
+        except BaseException:
+            await self.kill()
+            raise
 
     async def _admin_session(
         self, host: str, port: int, *, task_status: trio.TaskStatus[None]
@@ -109,16 +117,19 @@ class NodeProcess:
         await trio.lowlevel.checkpoint()
 
     async def kill(self) -> None:
-        """kill -9 the process (if running) and reap it."""
-        await self._drop_admin()
-        if self.process is not None and self.process.returncode is None:
-            self.process.send_signal(signal.SIGKILL)
-            with trio.CancelScope(shield=True):
+        """kill -9 the process (if running) and reap it, even when cancelled meanwhile."""
+        # Shielded as a whole: a cancellation between dropping the admin client
+        # and the signal would leave the node running with no way to reach it.
+        with trio.CancelScope(shield=True):
+            await self._drop_admin()
+            if self.process is not None and self.process.returncode is None:
+                self.process.send_signal(signal.SIGKILL)
                 await self.process.wait()
 
     async def terminate(self, timeout: float = 15.0) -> int:
         """SIGTERM and wait for the exit code; killed (and AssertionError) past ``timeout``."""
-        await self._drop_admin()
+        with trio.CancelScope(shield=True):
+            await self._drop_admin()
         assert self.process is not None
         self.process.send_signal(signal.SIGTERM)
         with trio.move_on_after(timeout):

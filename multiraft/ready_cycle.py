@@ -6,6 +6,19 @@ membership, a snapshot it took) into one write batch for the log engine (one
 durable sync for all of them), then routes all messages into one frame per
 destination node (heartbeats as coalesced records), sends them, and finally
 applies what each group committed and advances it.
+
+One exception to "persist, then send", the leader's disk write in parallel
+with its followers' (section 10.2.1 of the Raft thesis): the appends of a
+group that was already leader before this ``Ready`` leave before the write, in
+one frame per destination, when nothing they carry depends on the write. They
+carry entries of the leader's current term, whose term and vote were persisted
+before it could win the election, and a commit index no higher than the last
+entry persisted in an earlier cycle. A follower may then hold entries its
+leader loses in a crash, which raft allows (they were not committed). No
+entry can commit on the strength of the leader's unpersisted copy: a quorum
+needs a follower's acknowledgement of it, and the driver steps acknowledgements
+only after this cycle's write has returned (a group with a single voter commits
+at once, so its commit index covers its new entries and they wait for the write).
 """
 
 from __future__ import annotations
@@ -15,6 +28,7 @@ from collections.abc import Callable
 
 from multiraft.applying import Applier
 from multiraft.events import LeaderChanged
+from multiraft.frames import Frame, GroupMessage
 from multiraft.groups import GroupTable
 from multiraft.log_writer import LogWriter
 from multiraft.outbound import FrameSender
@@ -22,12 +36,13 @@ from multiraft.ports import GroupWrite, WriteBatch
 from multiraft.proposals import decode_header
 from multiraft.raft.errors import ProposalDroppedError
 from multiraft.raft.rawnode import Ready
-from multiraft.raft.types import Message, MessageType, SoftState
+from multiraft.raft.types import Message, MessageType, SoftState, StateType
 from multiraft.replica import Replica
 
 __all__ = ["ReadyCycle"]
 
 _APP = MessageType.APP
+_LEADER = StateType.LEADER
 _HEARTBEAT = MessageType.HEARTBEAT
 _CAMPAIGN_REQUESTS = frozenset((MessageType.VOTE, MessageType.PRE_VOTE))
 _ACKNOWLEDGEMENTS = frozenset(
@@ -68,6 +83,7 @@ class ReadyCycle:
         table.dirty = {}
         batch: list[GroupWrite] = []
         work: list[tuple[Replica, Ready]] = []
+        early: dict[int, Frame] | None = None
         for r in dirty:
             if r.removed or r.failed is not None or r.applying is not None:
                 continue
@@ -84,6 +100,10 @@ class ReadyCycle:
                     rd = got
                 else:
                     rd = rn.ready()
+                    if gw is None and rd.messages and _appends_may_leave_first(r, rd):
+                        if early is None:
+                            early = {}
+                        rd.messages = _route_appends(r.group_id, rd.messages, early, sender)
                 if rd.entries or rd.hard_state is not None or rd.snapshot is not None:
                     if gw is None:
                         gw = GroupWrite(r.group_id)
@@ -101,6 +121,9 @@ class ReadyCycle:
                 sender.flush()
             return
         table.counters.ready_cycles += 1
+        if early:
+            for to in sorted(early):
+                sender.send(to, early[to])
         if batch:
             await self._writer.write(WriteBatch(batch))
         outbox = sender.outbox
@@ -145,6 +168,40 @@ class ReadyCycle:
             if table.events.has_subscribers:
                 table.events.publish(LeaderChanged(r.group_id, lead or None, r.rawnode.raft.term))
             self._notify_leader()
+
+
+def _appends_may_leave_first(r: Replica, rd: Ready) -> bool:
+    """Whether ``r``'s appends in ``rd`` may be sent before ``rd`` is persisted.
+
+    Only for a group that led before this ``Ready`` and still does (no role
+    change, so no new term or vote waits in it), that receives no snapshot, and
+    whose commit index covers only entries persisted in earlier cycles.
+    """
+    if rd.soft_state is not None or rd.snapshot is not None:
+        return False
+    raft = r.rawnode.raft
+    if raft.state is not _LEADER:
+        return False
+    entries = rd.entries
+    return not entries or entries[0].index > raft.raft_log.committed
+
+
+def _route_appends(
+    group_id: int, msgs: list[Message], early: dict[int, Frame], sender: FrameSender
+) -> list[Message]:
+    """Put the appends of ``msgs`` in the ``early`` frames; the other messages, in order."""
+    if len(msgs) > 1:
+        msgs = _without_redundant_heartbeats(msgs)
+    rest: list[Message] = []
+    for m in msgs:
+        if m.type is _APP:
+            frame = early.get(m.to)
+            if frame is None:
+                frame = early[m.to] = Frame(sender.outbox.node_id, m.to)
+            frame.messages.append(GroupMessage(group_id, m))
+        else:
+            rest.append(m)
+    return rest
 
 
 def _ready_of_damaged(r: Replica) -> Ready | None:

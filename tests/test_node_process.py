@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import itertools
 import random
+import signal
 import ssl
 from pathlib import Path
 
@@ -295,3 +296,19 @@ async def test_sigterm_stops_cleanly_and_a_data_dir_of_another_node_is_refused(
             await stranger.start()
         assert await stranger.wait_exit() == 2
         assert "belongs to node 1 of cluster 'proc-test', not node 2" in stranger.log_text()
+
+
+async def test_kill_cancelled_before_it_signals_still_kills_and_reaps_the_node(
+    tmp_path: Path,
+) -> None:
+    # A cancellation arriving inside kill() used to leave the node running with
+    # its admin client already dropped, unreachable by the caller.
+    async with process_cluster(tmp_path, 1) as cluster:
+        node = cluster[1]
+        with trio.CancelScope() as scope:
+            scope.cancel()
+            await node.kill()
+        assert not node.running
+        assert node.process is not None
+        assert node.process.returncode == -signal.SIGKILL
+        assert node.admin is None
