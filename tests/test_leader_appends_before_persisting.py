@@ -72,10 +72,11 @@ def _write_of(events: list[Event], node: int, index: int) -> int:
     raise AssertionError(f"node {node} never wrote entry {index}: {events}")
 
 
-async def _cluster(stack: AsyncExitStack, events: list[Event], size: int) -> dict[int, Node]:
+async def _group_led_by_node_1(stack: AsyncExitStack, events: list[Event]) -> dict[int, Node]:
+    """Three recorded nodes hosting group 1, node 1 campaigning for it."""
     net = MemoryNetwork()
     nodes = {}
-    for i in range(1, size + 1):
+    for i in (1, 2, 3):
         transport = RecordingTransport(net.transport(i), i, events)
         nodes[i] = await stack.enter_async_context(
             open_node(
@@ -84,16 +85,16 @@ async def _cluster(stack: AsyncExitStack, events: list[Event], size: int) -> dic
                 log_engine=RecordingEngine(i, events),
             )
         )
+    for node in nodes.values():
+        await node.create_group(1, [1, 2, 3], state_machine=KVStateMachine())
+    await nodes[1].campaign(1)
     return nodes
 
 
 async def test_leader_sends_appends_before_its_write_and_followers_ack_after_theirs() -> None:
     events: list[Event] = []
     async with AsyncExitStack() as stack:
-        nodes = await _cluster(stack, events, 3)
-        for node in nodes.values():
-            await node.create_group(1, [1, 2, 3], state_machine=KVStateMachine())
-        await nodes[1].campaign(1)
+        nodes = await _group_led_by_node_1(stack, events)
         # The first proposal of the new term settles the leader (its empty entry committed).
         await nodes[1].propose(1, KVCommand("put", b"a", b"1").to_bytes())
         with trio.fail_after(10):
@@ -118,10 +119,7 @@ async def test_leader_sends_appends_before_its_write_and_followers_ack_after_the
 async def test_a_new_leaders_first_appends_wait_for_its_write() -> None:
     events: list[Event] = []
     async with AsyncExitStack() as stack:
-        nodes = await _cluster(stack, events, 3)
-        for node in nodes.values():
-            await node.create_group(1, [1, 2, 3], state_machine=KVStateMachine())
-        await nodes[1].campaign(1)
+        nodes = await _group_led_by_node_1(stack, events)
         with trio.fail_after(10):
             while nodes[1].leader_of(1) != 1:
                 await trio.sleep(0.01)
@@ -134,4 +132,3 @@ async def test_a_new_leaders_first_appends_wait_for_its_write() -> None:
     (_, _, (_, _, index)) = events[first_append]
     assert isinstance(index, int)
     assert _write_of(events, 1, index) < first_append
-
