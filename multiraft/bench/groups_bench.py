@@ -220,16 +220,21 @@ async def _scale(report: BenchReport, count: int, idle_seconds: float) -> None:
         report.add(f"RSS per group replica, {count:,} quiesced groups", rss, "bytes")
         ticked0 = sum(n.stats()["groups_ticked"] for n in nodes.values())
         ticks0 = nodes[1].stats()["ticks"]
-        cpu0, wall0 = time.process_time(), time.perf_counter()
-        await trio.sleep(idle_seconds)
-        cpu = time.process_time() - cpu0
-        wall = time.perf_counter() - wall0
+        with _GcClock() as idle_gc:
+            cpu0, wall0 = time.process_time(), time.perf_counter()
+            await trio.sleep(idle_seconds)
+            cpu = time.process_time() - cpu0
+            wall = time.perf_counter() - wall0
         ticks = nodes[1].stats()["ticks"] - ticks0
         ticked = sum(n.stats()["groups_ticked"] for n in nodes.values()) - ticked0
-        _progress(f"idle: {cpu / wall:.4f} CPU s per wall s over {ticks} ticks")
+        _progress(
+            f"idle: {cpu / wall:.4f} CPU s per wall s over {ticks} ticks"
+            f" ({idle_gc.seconds:.2f} s collecting garbage, {idle_gc.full} full collections)"
+        )
         report.add(
             f"idle CPU, {count:,} quiesced groups on 3 nodes", 100 * cpu / wall, "% of a core"
         )
+        report.add("  of which collecting garbage", 100 * idle_gc.seconds / wall, "% of a core")
         report.add("  group ticks while idle", ticked, "ticks")
         # Counted last: listing every object costs memory of its own.
         objects = (_gc_tracked_objects() - objects0) / replicas
