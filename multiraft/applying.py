@@ -15,6 +15,7 @@ from typing import Any
 
 import trio
 
+from multiraft.fresh_snapshots import FreshSnapshots
 from multiraft.groups import GroupTable
 from multiraft.proposals import decode_header
 from multiraft.raft.errors import ProposalDroppedError, RaftError
@@ -61,14 +62,19 @@ class Applier:
         self._conf_change = self._apply_conf_change
         #: Worker threads applying for blocking state machines at once.
         self._limiter = trio.CapacityLimiter(4)
+        table.snapshot_sends.source = FreshSnapshots(table, start_soon, signal, self._limiter)
 
     def apply(self, r: Replica, rd: Ready) -> None:
         """Apply ``rd`` to ``r`` and advance its ``RawNode`` (or hand it to a thread)."""
-        if r.blocking and (rd.committed_entries or rd.snapshot is not None):
-            self._apply_in_thread(r, rd)
+        snap = rd.snapshot
+        if snap is not None and snap.metadata.index <= r.applied:
+            # The initial snapshot of a new group: persisted, its state is there already.
+            snap = None
+        if r.blocking and (rd.committed_entries or snap is not None):
+            self._apply_in_thread(r, rd, snap)
             return
-        if rd.snapshot is not None:
-            self._restored(r, rd.snapshot)
+        if snap is not None:
+            self._restored(r, snap)
         ents = rd.committed_entries
         if ents:
             batch = r.apply_commands(ents, self._conf_change)
@@ -96,7 +102,6 @@ class Applier:
 
     def _after_restore(self, r: Replica, snap: Snapshot) -> None:
         meta = snap.metadata
-        r.bootstrap_index = 0
         if r.corrupt and not self._table.is_corrupt(r.group_id):
             # The engine persisted the leader's snapshot over the damaged log.
             self._table.repaired(r)
@@ -113,12 +118,6 @@ class Applier:
     def _apply_conf_change(self, r: Replica, e: Entry) -> bool:
         """Apply the membership change entry ``e``; False if that stopped the group."""
         table = self._table
-        if e.index <= r.bootstrap_index:
-            # The membership this node bootstrapped raft with: raft has it already.
-            if e.index == r.bootstrap_index:
-                r.bootstrap_index = 0
-                table.set_conf_state(r, r.conf_state, e.index, persist=False)
-            return True
         cc: ConfChange | ConfChangeV2
         try:
             if e.type is EntryType.CONF_CHANGE:
@@ -195,20 +194,18 @@ class Applier:
 
     # ------------------------------------------------- blocking state machines
 
-    def _apply_in_thread(self, r: Replica, rd: Ready) -> None:
+    def _apply_in_thread(self, r: Replica, rd: Ready, snap: Snapshot | None) -> None:
         """Hand a blocking state machine's work to a worker thread; advance when done."""
         r.applying = rd
-        snap = rd.snapshot
         ents = rd.committed_entries
         if snap is not None:
             self._after_restore(r, snap)
         if ents and not self._apply_conf_changes(r, ents):
             r.applying = None
             return
-        self._start_soon(self._run_applier, r, rd)
+        self._start_soon(self._run_applier, r, rd, snap)
 
-    async def _run_applier(self, r: Replica, rd: Ready) -> None:
-        snap = rd.snapshot
+    async def _run_applier(self, r: Replica, rd: Ready, snap: Snapshot | None) -> None:
         ents = rd.committed_entries
 
         def work() -> AppliedBatch:

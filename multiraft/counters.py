@@ -22,6 +22,8 @@ class NodeCounters:
     submitted here; ``proposal_batches``: raft proposals made for them (several
     commands of one group queued in one cycle go in one batch);
     ``commands_applied``; ``snapshots_taken``/``snapshots_restored``;
+    ``snapshots_on_demand``: those of ``snapshots_taken`` taken because a follower
+    needed a snapshot newer than the stored one (a member added since);
     ``snapshots_sent``: snapshot messages handed to the transport;
     ``quiesce_events``/``wakeups``; ``peers_judged_dead``;
     ``unknown_group_messages`` (for groups not hosted), ``unknown_groups_created``
@@ -47,6 +49,7 @@ class NodeCounters:
     commands_applied: int = 0
     snapshots_taken: int = 0
     snapshots_restored: int = 0
+    snapshots_on_demand: int = 0
     snapshots_sent: int = 0
     quiesce_events: int = 0
     wakeups: int = 0

@@ -18,7 +18,7 @@ from multiraft.liveness import PeerLiveness
 from multiraft.ports import CorruptionReportingLog, LogEngine
 from multiraft.raft.config import Config
 from multiraft.raft.rawnode import RawNode
-from multiraft.raft.types import ConfState
+from multiraft.raft.types import ConfState, Snapshot, SnapshotMetadata
 from multiraft.replica import Replica, SnapshotPolicy
 from multiraft.snapshot_sends import GatedStorage, SnapshotSends
 from multiraft.state_machine import StateMachine
@@ -29,6 +29,9 @@ __all__ = ["GroupTable"]
 _log = logging.getLogger("multiraft.node")
 
 _MASK64 = (1 << 64) - 1
+
+#: The term of a new group's initial snapshot (the first election is for term 2).
+_INITIAL_TERM = 1
 
 
 def _group_seed(seed: int, group_id: int, node_id: int) -> int:
@@ -55,8 +58,8 @@ class GroupTable:
     """
 
     __slots__ = (
-        "_bootstrap_conf",
         "_corruption",
+        "_initial_meta",
         "active",
         "config",
         "corrupt",
@@ -108,8 +111,8 @@ class GroupTable:
         #: The node's current tick.
         self.tick = 0
         self._corruption = engine if isinstance(engine, CorruptionReportingLog) else None
-        #: Membership of a new group by its sorted members (most groups share a few).
-        self._bootstrap_conf: dict[tuple[int, ...], ConfState] = {}
+        #: Initial snapshot metadata of a new group by its sorted members.
+        self._initial_meta: dict[tuple[int, ...], SnapshotMetadata] = {}
 
     # ---------------------------------------------------------------- hosting
 
@@ -122,8 +125,9 @@ class GroupTable:
         lazily: bool,
         restored: bool = False,
     ) -> Replica:
-        """Start hosting ``group_id``: recover it from the engine, or bootstrap it
-        with ``peers`` (None: start empty and learn the membership from the leader).
+        """Start hosting ``group_id``: recover it from the engine, or start it from an
+        initial snapshot of ``state_machine`` with the voters ``peers`` (None: start
+        empty and learn log and membership from the leader).
 
         ``restored`` says the caller already restored the state machine from the
         engine's snapshot.
@@ -157,19 +161,17 @@ class GroupTable:
                 seed=_group_seed(cfg.seed, group_id, node_id),
             )
         )
-        bootstrap_index = 0
         if not existing and peers:
-            rawnode.bootstrap(peers)
-            key = tuple(sorted(peers))
-            known = self._bootstrap_conf.get(key)
-            if known is None:
-                if len(self._bootstrap_conf) >= 1024:
-                    self._bootstrap_conf.clear()
-                known = self._bootstrap_conf[key] = ConfState(voters=key)
-            cs = known
-            bootstrap_index = len(peers)
+            # A new group starts from a snapshot holding the whole initial membership
+            # (index len(peers), term 1), never from one membership entry per peer:
+            # a replica created empty then gets that snapshot from the leader and
+            # never sees a part of the membership, in which it might elect itself.
+            meta = self._initial_metadata(peers)
+            rawnode.bootstrap_from_snapshot(Snapshot(meta, state_machine.snapshot()))
+            cs = meta.conf_state
+            applied = meta.index
         r = Replica(group_id, node_id, rawnode, stored, state_machine, self.policy, cs, 0)
-        r.bootstrap_index = bootstrap_index
+        r.conf_index = applied
         if self._corruption is not None and self.is_corrupt(group_id):
             r.corrupt = True
             self.corrupt.add(group_id)
@@ -182,6 +184,10 @@ class GroupTable:
         if snap is not None and applied and not restored:
             r.restore(snap)
         r.applied = applied
+        if snap is not None and cs != snap.metadata.conf_state:
+            # A membership persisted apart from the snapshot is as of some index
+            # this node had applied, so at most the commit index it persisted.
+            r.conf_index = max(applied, hs.commit)
         self.replicas[group_id] = r
         self.active[r] = None
         self.dirty[r] = None
@@ -191,6 +197,21 @@ class GroupTable:
         if self.events.has_subscribers:
             self.events.publish(GroupCreated(group_id, lazily))
         return r
+
+    def _initial_metadata(self, peers: list[int]) -> SnapshotMetadata:
+        """Where a new group's initial snapshot sits, and its membership: ``peers``.
+
+        Shared by the groups with the same members (most groups share a few).
+        """
+        key = tuple(sorted(peers))
+        known = self._initial_meta.get(key)
+        if known is None:
+            if len(self._initial_meta) >= 1024:
+                self._initial_meta.clear()
+            known = self._initial_meta[key] = SnapshotMetadata(
+                ConfState(voters=key), len(key), _INITIAL_TERM
+            )
+        return known
 
     def repaired(self, r: Replica) -> None:
         """``r``'s damaged log was replaced by a snapshot: it may vote and acknowledge."""
@@ -253,6 +274,7 @@ class GroupTable:
     def set_conf_state(self, r: Replica, cs: ConfState, index: int, *, persist: bool) -> None:
         """Record ``r``'s membership as of log ``index`` (and persist it if asked)."""
         old = r.conf_state
+        r.conf_index = index
         if persist:
             r.write_for_next_batch().conf_state = cs
             self.dirty[r] = None

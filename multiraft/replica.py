@@ -71,9 +71,9 @@ class Replica:
         "applied",
         "applying",
         "blocking",
-        "bootstrap_index",
         "bytes_since_snapshot",
         "campaign_waiters",
+        "conf_index",
         "conf_state",
         "corrupt",
         "entries_since_snapshot",
@@ -117,6 +117,9 @@ class Replica:
         self.blocking = bool(getattr(state_machine, "blocking", False))
         self.policy = policy
         self.conf_state = conf_state
+        #: The log index ``conf_state`` is as of: a snapshot sent to a follower must
+        #: be at least this recent, or it may not list the follower.
+        self.conf_index = 0
         #: Index the state machine has applied (restored snapshots included).
         self.applied = applied
         self.entries_since_snapshot = 0
@@ -132,9 +135,6 @@ class Replica:
         self.corrupt = False
         #: Why raft stopped this group (it refused an input as impossible), or None.
         self.failed: str | None = None
-        #: Entries up to this index are the bootstrap membership this node gave raft
-        #: itself when it created the group (raft's configuration already holds them).
-        self.bootstrap_index = 0
         #: The node tick at which the group was last busy: a request queued here
         #: (campaigns aside) or commands applied. Leaders quiesce only once idle
         #: for a whole tick, so a busy group does not sleep between two proposals.
@@ -180,9 +180,9 @@ class Replica:
 
         A no-op when this replica leads, campaigns, follows a known leader, voted
         for another candidate in this term, or has a damaged log. Raft refuses to
-        campaign over committed membership entries not yet applied (a new group's
-        bootstrap): the campaign then waits for them (the driver calls again once
-        they are applied).
+        campaign over committed entries not yet applied, or before a new group's
+        initial snapshot is persisted: the campaign then waits for them (the driver
+        calls again once they are applied).
         """
         raft = self.rawnode.raft
         log = raft.raft_log

@@ -9,28 +9,49 @@ the storage view raft reads through (:class:`GatedStorage`) answers
 a snapshot in flight or the node has ``limit`` of them in flight. Raft then
 leaves that follower's progress as it was (no snapshot state) and asks again
 later (on its next heartbeat response), once the gate opened.
+
+The snapshot handed out must also be usable: a follower refuses one whose
+membership does not list it, so a snapshot older than the group's last
+membership change is useless to a member added since. When the stored one is
+that old, the gate asks the node's :class:`SnapshotSource` for a current one,
+which takes it now or answers ``SnapshotTemporarilyUnavailableError`` and
+takes it before raft asks again.
 """
 
 from __future__ import annotations
+
+from typing import Protocol
 
 from multiraft.ports import GroupStorage
 from multiraft.raft.errors import SnapshotTemporarilyUnavailableError
 from multiraft.raft.storage import NO_LIMIT
 from multiraft.raft.types import ConfState, Entry, HardState, Snapshot
 
-__all__ = ["GatedStorage", "SnapshotSends"]
+__all__ = ["GatedStorage", "SnapshotSends", "SnapshotSource"]
+
+
+class SnapshotSource(Protocol):
+    """Where the gate gets a snapshot no older than the group's membership."""
+
+    def current(self, group_id: int, stored: Snapshot) -> Snapshot:
+        """``stored`` if it is recent enough to send, else a newer snapshot of the
+        group; raises ``SnapshotTemporarilyUnavailableError`` when none can be
+        taken at once (one is then prepared for raft's next attempt)."""
+        ...
 
 
 class SnapshotSends:
     """The groups with a snapshot in flight (handed to raft, fate not yet reported)."""
 
-    __slots__ = ("_groups", "limit", "refused")
+    __slots__ = ("_groups", "limit", "refused", "source")
 
     def __init__(self, limit: int) -> None:
         self.limit = limit
         self._groups: set[int] = set()
         #: Snapshots refused because the group or the node had too many in flight.
         self.refused = 0
+        #: Checks each stored snapshot before it is sent (None: sent as stored).
+        self.source: SnapshotSource | None = None
 
     def __len__(self) -> int:
         return len(self._groups)
@@ -88,15 +109,24 @@ class GatedStorage:
         return self._inner.first_index()
 
     def snapshot(self) -> Snapshot:
-        """The latest snapshot, reserving the group's send slot; raises
-        ``SnapshotTemporarilyUnavailableError`` while no slot is free."""
-        if not self._sends.try_reserve(self._group_id):
+        """A snapshot to send, reserving the group's send slot.
+
+        The stored one, or a newer one from the node's snapshot source when the
+        stored one predates the group's membership. Raises
+        ``SnapshotTemporarilyUnavailableError`` while no slot is free or no
+        current snapshot can be had yet.
+        """
+        sends = self._sends
+        group_id = self._group_id
+        if not sends.try_reserve(group_id):
             raise SnapshotTemporarilyUnavailableError(
-                f"group {self._group_id}: a snapshot is already in flight"
+                f"group {group_id}: a snapshot is already in flight"
                 " (for this group or up to the node's limit)"
             )
         try:
-            return self._inner.snapshot()
+            snap = self._inner.snapshot()
+            source = sends.source
+            return snap if source is None else source.current(group_id, snap)
         except BaseException:
-            self._sends.finished(self._group_id)
+            sends.finished(group_id)
             raise

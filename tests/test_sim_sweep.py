@@ -62,4 +62,6 @@ def test_five_nodes_with_membership_races() -> None:
 @pytest.mark.parametrize(("seed", "groups", "steps"), [(300, 200, 6), (301, 1000, 4)])
 def test_many_groups(seed: int, groups: int, steps: int) -> None:
     (result,) = sweep(range(seed, seed + 1), SimConfig(groups=groups, steps=steps))
-    assert result.entries_committed > groups * 4
+    # Groups start from a snapshot of their membership: what is committed is each
+    # first leader's entry, the entries of later terms and the clients' commands.
+    assert result.entries_committed > groups * 3

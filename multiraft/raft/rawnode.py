@@ -12,6 +12,7 @@ import functools
 
 import attrs
 
+from multiraft.raft.confchange import Changer, restore
 from multiraft.raft.config import Config
 from multiraft.raft.errors import StepLocalMsgError, StepPeerNotFoundError
 from multiraft.raft.inflights import Inflights
@@ -130,15 +131,60 @@ class RawNode:
         # The entries are committed (every member bootstraps the same ones) but not
         # applied: the application applies them, and the adds are idempotent.
         r.raft_log.committed = len(ents)
-        # Adding the peers one by one (one simple change each, as the entries say)
-        # ends in this configuration; building it at once costs one switch instead
-        # of one validated copy of the tracker per peer.
         trk = r.trk
         if trk.progress or trk.config.voters.ids():
             # Not the usual empty start: apply the changes one by one, validated.
             for pid in peers:
                 r.apply_conf_change(ConfChange(ConfChangeType.ADD_NODE, pid).as_v2())
             return
+        self._install_voters(peers)
+
+    def bootstrap_from_snapshot(self, snapshot: Snapshot) -> None:
+        """Initialize a brand-new group from ``snapshot`` instead of membership entries.
+
+        The log starts right after the snapshot, which is committed, at the
+        snapshot's term, and the membership is the snapshot's from the start: no
+        member ever runs with part of it, as one replaying :meth:`bootstrap`'s
+        entries one by one would. The snapshot is handed to the application in
+        the first Ready, to be persisted like one received from a leader (the
+        application's state machine holds its state already). Raises
+        ``ValueError`` for an empty snapshot, a membership without voters, or a
+        storage that is not empty.
+        """
+        meta = snapshot.metadata
+        cs = meta.conf_state
+        if snapshot.is_empty() or meta.term == 0:
+            raise ValueError("snapshot: bootstrap needs a snapshot with an index and a term")
+        if not cs.voters:
+            raise ValueError(f"snapshot: bootstrap needs at least one voter, got {cs!r}")
+        r = self.raft
+        log = r.raft_log
+        if log.storage.last_index() != 0 or log.last_index() != 0:
+            raise ValueError("can't bootstrap a nonempty storage")
+        self._prev_hard_state = EMPTY_HARD_STATE
+        r.become_follower(meta.term, NONE)
+        log.unstable.restore(snapshot)
+        log.committed = meta.index
+        trk = r.trk
+        simple = not (cs.learners or cs.voters_outgoing or cs.learners_next)
+        if simple and not trk.progress and not trk.config.voters.ids():
+            self._install_voters(list(cs.voters))
+        else:
+            changer = Changer(
+                trk.config, trk.progress, log.last_index(), trk.max_inflight, trk.max_inflight_bytes
+            )
+            cfg, prs = restore(cs, changer)
+            r.switch_to_config(cfg, prs)
+
+    def _install_voters(self, peers: list[int]) -> None:
+        """Switch an empty configuration to the voters ``peers`` at once.
+
+        Adding them one by one (one simple change each) ends in this
+        configuration; building it directly costs one switch instead of one
+        validated copy of the tracker per peer.
+        """
+        r = self.raft
+        trk = r.trk
         config = TrackerConfig(JointConfig(MajorityConfig(peers)))
         last = max(r.raft_log.last_index(), 1)
         progress = {

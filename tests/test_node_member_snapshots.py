@@ -1,0 +1,100 @@
+"""A member added after the last stored snapshot gets a snapshot taken for it.
+
+The leader's stored snapshot predates the membership change that added the
+member, so it does not list the member, who would refuse it; the leader takes
+a current one on demand instead (once), and the member restores it.
+"""
+
+from __future__ import annotations
+
+import trio
+
+from multiraft.raft import ConfChange, ConfChangeType, ConfState
+from node_cluster import BlockingStateMachine, Cluster, RecordingStateMachine, wait_until
+
+
+async def _compacted_group(c: Cluster) -> tuple[int, list[tuple[int, bytes]]]:
+    """Group 1 on nodes 1-3, led by node 1, with a stored snapshot and its log
+    compacted up to it. Returns the snapshot's index and node 1's applied commands."""
+    await c.create_groups([1], members=[1, 2, 3])
+    await c.wait_leaders([1], node_ids=[1, 2, 3])
+    for k in range(6):
+        await c.nodes[1].propose(1, b"c%d" % k)
+    stored = c.engines[1].storage(1)
+    snap_index = stored.snapshot().metadata.index
+    assert snap_index > 0
+    assert stored.first_index() == snap_index + 1
+    return snap_index, list(c.sms[(1, 1)].applied)
+
+
+async def test_voter_added_after_the_last_snapshot_gets_one_taken_for_it(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    async with Cluster(4, snapshot_entries=5, snapshot_keep_entries=0) as c:
+        snap_index, applied = await _compacted_group(c)
+        cs = await c.nodes[1].change_membership(1, ConfChange(ConfChangeType.ADD_NODE, 4))
+        assert cs == ConfState(voters=(1, 2, 3, 4))
+        added_at = c.nodes[1].applied_index(1)
+        assert added_at > snap_index
+        sm4 = c.sms[(1, 4)] = RecordingStateMachine()
+        await c.nodes[4].create_group(1, [], state_machine=sm4, join=True)
+        await wait_until(lambda: c.nodes[4].applied_index(1) == added_at, 5, "node 4 restores")
+        leader = c.nodes[1].stats()
+        assert (leader["snapshots_on_demand"], leader["snapshots_sent"]) == (1, 1)
+        assert c.nodes[4].stats()["snapshots_restored"] == 1
+        received = c.engines[4].storage(1).snapshot().metadata
+        assert (received.index, received.conf_state) == (added_at, cs)
+        # The leader stored the snapshot it took: the next member needs no new one.
+        assert c.engines[1].storage(1).snapshot().metadata.index == added_at
+        assert sm4.applied == applied
+        assert c.nodes[4].status(1).progress == {}
+        await c.nodes[1].propose(1, b"after")
+        await wait_until(lambda: sm4.applied == [*applied, (added_at + 1, b"after")], 5)
+        assert c.nodes[1].status(1).progress[4].match == added_at + 1
+
+
+async def test_learner_added_after_the_last_snapshot_catches_up(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    async with Cluster(4, snapshot_entries=5, snapshot_keep_entries=0) as c:
+        snap_index, applied = await _compacted_group(c)
+        change = ConfChange(ConfChangeType.ADD_LEARNER_NODE, 4)
+        cs = await c.nodes[1].change_membership(1, change)
+        assert cs == ConfState(voters=(1, 2, 3), learners=(4,))
+        added_at = c.nodes[1].applied_index(1)
+        sm4 = c.sms[(1, 4)] = RecordingStateMachine()
+        await c.nodes[4].create_group(1, [], state_machine=sm4, join=True)
+        await wait_until(lambda: c.nodes[4].applied_index(1) == added_at, 5, "node 4 restores")
+        assert c.nodes[1].stats()["snapshots_sent"] == 1
+        assert c.engines[4].storage(1).snapshot().metadata.conf_state == cs
+        assert sm4.applied == applied
+        assert snap_index < added_at
+
+
+async def test_blocking_state_machine_is_snapshotted_in_a_worker_thread(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    # Worker threads let the mock clock run ahead: no quorum checks, long elections.
+    async with Cluster(
+        4, snapshot_entries=5, snapshot_keep_entries=0, check_quorum=False, election_ticks=1000
+    ) as c:
+        for i in (1, 2, 3):
+            sm = c.sms[(1, i)] = BlockingStateMachine()
+            sm.release.set()
+            await c.nodes[i].create_group(1, [1, 2, 3], state_machine=sm, campaign=i == 1)
+        await c.wait_leaders([1], node_ids=[1, 2, 3])
+        for k in range(6):
+            await c.nodes[1].propose(1, b"c%d" % k)
+        snap_index = c.engines[1].storage(1).snapshot().metadata.index
+        await c.nodes[1].change_membership(1, ConfChange(ConfChangeType.ADD_NODE, 4))
+        # The membership is applied on the event loop, the commands in a thread.
+        added_at = c.nodes[1].status(1).hard_state.commit
+        await wait_until(lambda: c.nodes[1].applied_index(1) == added_at, 5, "applied")
+        assert snap_index < added_at
+        sm4 = c.sms[(1, 4)] = BlockingStateMachine()
+        sm4.release.set()
+        await c.nodes[4].create_group(1, [], state_machine=sm4, join=True)
+        await wait_until(lambda: c.nodes[4].applied_index(1) == added_at, 5, "node 4 restores")
+        assert c.nodes[1].stats()["snapshots_on_demand"] == 1
+        assert c.engines[1].storage(1).snapshot().metadata.index == added_at
+        assert sm4.applied == c.sms[(1, 1)].applied
