@@ -7,10 +7,16 @@ a current one on demand instead (once), and the member restores it.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import trio
 
+from multiraft import NodeConfig, open_node
 from multiraft.raft import ConfChange, ConfChangeType, ConfState
 from node_cluster import BlockingStateMachine, Cluster, RecordingStateMachine, wait_until
+from storage import MemoryLogEngine
+from storage.engine import DurableLogEngine
+from transport import MemoryNetwork
 
 
 async def _compacted_group(c: Cluster) -> tuple[int, list[tuple[int, bytes]]]:
@@ -98,3 +104,67 @@ async def test_blocking_state_machine_is_snapshotted_in_a_worker_thread(
         assert c.nodes[1].stats()["snapshots_on_demand"] == 1
         assert c.engines[1].storage(1).snapshot().metadata.index == added_at
         assert sm4.applied == c.sms[(1, 1)].applied
+
+
+async def test_durable_leader_stores_the_snapshot_it_took_and_recovers_it(
+    autojump_clock: trio.testing.MockClock, tmp_path: Path
+) -> None:
+    net = MemoryNetwork()
+    engine2 = MemoryLogEngine()
+
+    def config(i: int) -> NodeConfig:
+        return NodeConfig(i, write_in_thread=False, snapshot_entries=5, snapshot_keep_entries=0)
+
+    async with (
+        open_node(config(1), transport=net.transport(1), data_dir=tmp_path) as n1,
+        open_node(config(2), transport=net.transport(2), log_engine=engine2) as n2,
+    ):
+        await n1.create_group(1, [1], state_machine=RecordingStateMachine(), campaign=True)
+        for k in range(6):
+            await n1.propose(1, b"c%d" % k)
+        cs = await n1.change_membership(1, ConfChange(ConfChangeType.ADD_LEARNER_NODE, 2))
+        added_at = n1.applied_index(1)
+        sm2 = RecordingStateMachine()
+        await n2.create_group(1, [], state_machine=sm2, join=True)
+        await wait_until(lambda: n2.applied_index(1) == added_at, 5, "node 2 restores")
+        assert n1.stats()["snapshots_on_demand"] == 1
+        assert [c for _, c in sm2.applied] == [b"c%d" % k for k in range(6)]
+    engine = DurableLogEngine.open(str(tmp_path))
+    try:
+        meta = engine.storage(1).snapshot().metadata
+        assert (meta.index, meta.conf_state) == (added_at, cs)
+    finally:
+        engine.close()
+
+
+async def test_after_a_restart_the_membership_index_is_rebuilt_from_the_log(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    async with Cluster(4, snapshot_entries=5, snapshot_keep_entries=0) as c:
+        snap_index, applied = await _compacted_group(c)
+        change = ConfChange(ConfChangeType.ADD_LEARNER_NODE, 4)
+        cs = await c.nodes[1].change_membership(1, change)
+        added_at = c.nodes[1].applied_index(1)
+        await wait_until(lambda: all(c.nodes[i].applied_index(1) == added_at for i in (2, 3)), 5)
+        # Every member restarts: each rebuilds the membership, and the index it is
+        # as of, from its snapshot and the change re-applied from its log.
+        for i in (1, 2, 3):
+            await c.stop(i)
+        for i in (1, 2, 3):
+            node = await c.start(i)
+            sm = c.sms[(1, i)] = RecordingStateMachine()
+            await node.create_group(1, [1, 2, 3], state_machine=sm, campaign=i == 1)
+        replicas = [c.nodes[i]._table.replicas[1] for i in (1, 2, 3)]
+        await wait_until(lambda: all(r.applied == added_at for r in replicas), 5, "re-applied")
+        assert [(r.conf_state, r.conf_index) for r in replicas] == [(cs, added_at)] * 3
+        await c.wait_leaders([1], node_ids=[1, 2, 3])
+        leader = c.nodes[1].leader_of(1)
+        assert leader is not None
+        sm4 = c.sms[(1, 4)] = RecordingStateMachine()
+        await c.nodes[4].create_group(1, [], state_machine=sm4, join=True)
+        commit = c.nodes[leader].status(1).hard_state.commit
+        await wait_until(lambda: c.nodes[4].applied_index(1) == commit, 5, "node 4 restores")
+        assert c.nodes[leader].stats()["snapshots_on_demand"] == 1
+        assert c.engines[4].storage(1).snapshot().metadata.conf_state == cs
+        assert sm4.applied == applied
+        assert snap_index < added_at
