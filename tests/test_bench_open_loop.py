@@ -45,7 +45,7 @@ async def test_requests_leave_on_schedule_while_earlier_replies_are_outstanding(
 ) -> None:
     fake = FakeGroups(delay=0.5)
     start = trio.current_time()
-    result = await run_open_loop(fake.propose, [7, 8], 4.0, 1.25, samples=10)
+    result = await run_open_loop(fake.propose, [7, 8], 4.0, 1.25, samples=10, wake_every=0)
     assert [(t - start, g) for t, g, _ in fake.calls] == [
         (0.0, 7),
         (0.25, 8),
@@ -71,7 +71,9 @@ async def test_latency_counts_from_the_scheduled_time_when_a_request_leaves_late
     # requests 2..4 leave late; their wait before leaving is part of their latency.
     fake = FakeGroups(delay=0.5)
     start = trio.current_time()
-    result = await run_open_loop(fake.propose, [1], 4.0, 1.0, samples=10, max_in_flight=1)
+    result = await run_open_loop(
+        fake.propose, [1], 4.0, 1.0, samples=10, max_in_flight=1, wake_every=0
+    )
     assert [t - start for t, _, _ in fake.calls] == [0.0, 0.5, 1.0, 1.5]
     assert result["scheduled"] == 4
     assert result["commits"] == 4
@@ -87,7 +89,20 @@ async def test_refused_requests_count_as_errors_and_are_not_retried(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
     fake = FakeGroups(delay=0.125, refuse=frozenset({2}))
-    result = await run_open_loop(fake.propose, [1, 2], 4.0, 1.0, samples=10)
+    result = await run_open_loop(fake.propose, [1, 2], 4.0, 1.0, samples=10, wake_every=0)
     assert [g for _, g, _ in fake.calls] == [1, 2, 1, 2]
     assert (result["scheduled"], result["commits"], result["errors"]) == (4, 2, 2)
     assert result["samples_ms"] == [125.0, 125.0]
+
+
+async def test_requests_due_between_wake_ups_leave_together_and_count_the_wait(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    fake = FakeGroups(delay=0.25)
+    start = trio.current_time()
+    assert start == 0.0
+    result = await run_open_loop(fake.propose, [1], 8.0, 1.0, samples=10, wake_every=0.5)
+    # Due every 0.125 s; the generator wakes at 0, 0.5 and 1.0 and sends what is due.
+    assert [t for t, _, _ in fake.calls] == [0.0, 0.5, 0.5, 0.5, 0.5, 1.0, 1.0, 1.0]
+    assert result["late"] == 0
+    assert result["samples_ms"] == [250.0, 250.0, 375.0, 375.0, 500.0, 500.0, 625.0, 625.0]
