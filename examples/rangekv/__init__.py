@@ -9,6 +9,9 @@ the key space. Start here:
   (:class:`~examples.rangekv.host.RangeHost`);
 * :class:`~examples.rangekv.client.RangeClient` puts, gets, deletes,
   compares-and-sets and scans, routing through a cached directory;
+* :mod:`~examples.rangekv.placement` keeps each range's replicas where the
+  directory says: it carries out replica moves (finishing interrupted ones),
+  hosts the ranges placed on a node and removes replicas moved away;
 * :func:`~examples.rangekv.local.open_local_cluster` runs a cluster in one
   process, :func:`~examples.rangekv.processes.open_process_cluster` one process
   per node over TCP.
