@@ -4,8 +4,9 @@ Three to five voters (plus two spare nodes that membership changes may add) run 
 RawNodes over MemoryStorage and follow the Ready contract: persist the snapshot,
 entries and hard state, then hand the messages to the network, apply the committed
 entries (conf changes included), and advance. The network drops, duplicates,
-reorders and partitions messages; nodes tick, propose, change membership, compact
-their logs into snapshots and restart from what they persisted.
+reorders and partitions messages and cuts appends short (a prefix of their entries
+arrives); nodes tick, propose, change membership, compact their logs into snapshots
+and restart from what they persisted.
 
 After every step the simulation checks:
 
@@ -17,6 +18,12 @@ After every step the simulation checks:
   a term after T;
 * state machine safety: every node applies the same entry at each index, from index
   1 without gaps, so the applied sequences are prefixes of each other.
+
+At the end the run settles: no more ticks, proposals, partitions, losses or
+reordering, but messages are still duplicated and appends still cut short. Raft
+then sends only in answer to something, so the traffic must die down within
+``SETTLE_DELIVERIES`` deliveries; a leader answering stale or duplicated responses
+with fresh appends (or snapshots) would keep it going forever, a message storm.
 
 A failure names its seed and the command that replays it alone:
 ``MULTIRAFT_SEED=<seed> python3 -m pytest tests/test_raft_property.py``.
@@ -30,7 +37,7 @@ import contextlib
 import itertools
 import os
 import random
-from collections import deque
+from collections import Counter, deque
 from typing import Any, NoReturn
 
 import attrs
@@ -63,6 +70,8 @@ SPARE_NODES = 2
 MIN_VOTERS = 3
 #: Above this many messages in flight the oldest are lost (a bounded network buffer).
 MAX_IN_FLIGHT = 300
+#: Deliveries allowed for the traffic to die down once the run settles.
+SETTLE_DELIVERIES = 200 * MAX_IN_FLIGHT
 
 #: Relative frequency of each kind of event, drawn per seed from these ranges.
 EVENT_WEIGHT_RANGES = {
@@ -193,6 +202,7 @@ class Simulation:
             for self.step_no in range(1, steps + 1):
                 self.random_event()
                 self.check_after_step()
+            self.settle()
             self.final_checks()
         except SafetyViolation:
             raise
@@ -250,16 +260,17 @@ class Simulation:
 
     # ------------------------------------------------------------- network
 
-    def deliver_one(self) -> None:
+    def deliver_one(self, settling: bool = False) -> None:
         if not self.in_flight:
             return
         rng = self.rng
         # Favour older messages so that the queue drains, but pick any: reordering.
-        i = int(rng.random() ** 2 * len(self.in_flight))
+        # Settling, the network delivers in order and loses nothing.
+        i = 0 if settling else int(rng.random() ** 2 * len(self.in_flight))
         m = self.in_flight.pop(i)
         sender = self.nodes[m.from_].rn
         fate = rng.random()
-        if fate < 0.08 or self.cut(m.from_, m.to):
+        if (fate < 0.08 and not settling) or self.cut(m.from_, m.to):
             self.event(f"drop {m.type.name} {m.from_}->{m.to}")
             # The transport tells the sender what it knows, as a real one would.
             if m.type == MessageType.SNAP:
@@ -267,9 +278,14 @@ class Simulation:
             elif rng.random() < 0.3:
                 sender.report_unreachable(m.to)
             return
-        if fate < 0.13:
+        if 0.08 <= fate < 0.13:
             self.in_flight.append(m)  # delivered now and again later
-        self.event(f"deliver {m.type.name} {m.from_}->{m.to} t{m.term} i{m.index}")
+        elif 0.13 <= fate < 0.16 and m.type == MessageType.APP and m.entries:
+            # Only a prefix of the entries arrives, and the answer says so.
+            m = attrs.evolve(m, entries=m.entries[: rng.randrange(len(m.entries))])
+        self.event(
+            f"deliver {m.type.name} {m.from_}->{m.to} t{m.term} i{m.index} {len(m.entries)} ents"
+        )
         node = self.nodes[m.to]
         with contextlib.suppress(ProposalDroppedError, StepPeerNotFoundError):
             node.rn.step(attrs.evolve(m))
@@ -278,6 +294,29 @@ class Simulation:
         if rng.random() < 0.6:
             # Usually the receiver handles its Ready soon; sometimes inputs pile up first.
             self.handle_ready(node)
+
+    def settle(self) -> None:
+        """Heal and stop every source of traffic; what is in flight must die down."""
+        self.side = None
+        self.event("settle: no more ticks, proposals, losses or reordering")
+        for _ in range(SETTLE_DELIVERIES):
+            if not self.in_flight:
+                for node in self.nodes.values():
+                    self.handle_ready(node)
+                if not self.in_flight:
+                    return
+            self.deliver_one(settling=True)
+            self.check_after_step()
+        for node in self.nodes.values():
+            self.handle_ready(node)
+        kinds = Counter(
+            f"{m.type.name} {m.from_}->{m.to} i{m.index}{' reject' if m.reject else ''}"
+            for m in self.in_flight
+        )
+        self.fail(
+            f"traffic did not die down after {SETTLE_DELIVERIES} deliveries without ticks or "
+            f"proposals; in flight: {kinds.most_common(6)}"
+        )
 
     def cut(self, a: int, b: int) -> bool:
         return self.side is not None and self.side[a] != self.side[b]

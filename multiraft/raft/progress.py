@@ -24,6 +24,9 @@ class Progress:
     for the snapshot at ``pending_snapshot`` to be reported. ``sent_commit`` is
     the highest commit index already sent to the peer (invariant
     ``sent_commit < next``), so the leader can skip sends that tell it nothing.
+    ``probe_next`` is the index right after the last entry the latest probe of
+    this PROBE state carried (the probe's ``next`` when it carried none), 0
+    before any probe: it tells which answers can belong to the outstanding probe.
     """
 
     __slots__ = (
@@ -33,6 +36,7 @@ class Progress:
         "msg_app_flow_paused",
         "next",
         "pending_snapshot",
+        "probe_next",
         "recent_active",
         "sent_commit",
         "state",
@@ -59,6 +63,7 @@ class Progress:
         self.next = next
         self.state = ProgressState.PROBE
         self.pending_snapshot = 0
+        self.probe_next = 0
         self.recent_active = False
         self.msg_app_flow_paused = False
         self.sent_commit = 0
@@ -91,6 +96,7 @@ class Progress:
         other.pending_snapshot = self.pending_snapshot
         other.msg_app_flow_paused = self.msg_app_flow_paused
         other.sent_commit = self.sent_commit
+        other.probe_next = self.probe_next
         return other
 
     def restart(self, next: int, match: int = 0) -> None:
@@ -104,9 +110,10 @@ class Progress:
         self.inflights.reset()
 
     def reset_state(self, state: ProgressState) -> None:
-        """Enter ``state`` with flow unpaused, no pending snapshot and an empty window."""
+        """Enter ``state`` with flow unpaused, no pending snapshot, no probe and an empty window."""
         self.msg_app_flow_paused = False
         self.pending_snapshot = 0
+        self.probe_next = 0
         self.state = state
         self.inflights.reset()
 
@@ -143,7 +150,7 @@ class Progress:
 
         In REPLICATE the entries go into the window and ``next`` moves past them.
         In PROBE the flow pauses until a response or heartbeat response: one
-        probe at a time.
+        probe at a time, and where the probe ends is remembered.
         """
         if self.state == ProgressState.REPLICATE:
             if entries > 0:
@@ -151,6 +158,7 @@ class Progress:
                 self.inflights.add(self.next - 1, size_bytes)
         elif self.state == ProgressState.PROBE:
             self.msg_app_flow_paused = True
+            self.probe_next = self.next + entries
 
     def maybe_update(self, n: int) -> bool:
         """Apply an acknowledgement of index ``n``; False if it told nothing new."""
@@ -183,6 +191,26 @@ class Progress:
         self._clamp_sent_commit()
         self.msg_app_flow_paused = False
         return True
+
+    def probe_answered_by_match(self) -> bool:
+        """In PROBE: whether an acknowledgement of exactly ``match`` can answer the last probe.
+
+        A follower accepting a probe acknowledges at least the probe's last
+        index, which is ``match`` only for an empty probe sent from ``match + 1``.
+        Before any probe of this state (after a snapshot or an unreachable
+        report) such an acknowledgement answers something older.
+        """
+        return self.probe_next == self.match + 1
+
+    def is_stale_rejection(self, rejected: int, reject_hint: int) -> bool:
+        """Whether a rejection of the append at ``rejected`` cannot be news.
+
+        Every append sent in the current state lies between ``match`` and
+        ``next``, so a rejection outside ``(match, next)`` answers an older one.
+        A follower that holds ``match`` hints at least ``match``; a smaller hint
+        was written before the follower got there.
+        """
+        return rejected <= self.match or rejected >= self.next or reject_hint < self.match
 
     def is_paused(self) -> bool:
         """True when no append may be sent now: a probe is outstanding, the window is

@@ -693,8 +693,18 @@ class Raft:
             self._send_read_index_response(m)
 
     def _handle_append_response(self, m: Message, pr: Progress) -> None:
+        # Unlike etcd, answers that cannot belong to anything outstanding in the
+        # follower's current state are dropped here, before they move its progress.
+        # etcd trusts every answer to be fresh: its transport never duplicates.
+        # Ours may (the simulator and MemoryNetwork duplicate, a retrying transport
+        # could) and appends may arrive cut short; then an acknowledgement of match
+        # moved PROBE to REPLICATE and filled the window, a rejection from that
+        # window moved it back with a new probe, and so on without end, every
+        # duplicate adding one more such cycle: a message storm.
         pr.recent_active = True
         if m.reject:
+            if pr.is_stale_rejection(m.index, m.reject_hint):
+                return
             # The follower told us where its log may match (reject_hint, log_term);
             # skip every index whose term cannot match instead of probing one by one.
             next_probe = m.reject_hint
@@ -706,9 +716,13 @@ class Raft:
                 self.send_append(m.from_)
             return
         old_paused = pr.is_paused()
-        # An answer at the current match still counts for a probed follower: it is
-        # reachable and holds everything up to there, so it can replicate again.
-        if not pr.maybe_update(m.index) and not (pr.match == m.index and pr.state == _PROBE):
+        # An answer at the current match still counts for a probed follower when it
+        # answers the outstanding (empty) probe: the follower is reachable and holds
+        # everything up to there, so it can replicate again. A probe that carried
+        # entries is answered past match; an ack of match then is an older answer.
+        if not pr.maybe_update(m.index) and not (
+            pr.match == m.index and pr.state == _PROBE and pr.probe_answered_by_match()
+        ):
             return
         if pr.state == _PROBE:
             pr.become_replicate()
