@@ -26,6 +26,7 @@ from examples.rangekv.protocol import (
     TransferLeaderRequest,
 )
 from multiraft import GroupRemovedError, StateMachine
+from multiraft.raft import ConfChange, ConfChangeType
 from rangekv_support import kv_cluster, wait_for
 
 KEYS = [bytes([c]) * 2 for c in b"abcdefghijklmnop"]
@@ -138,6 +139,35 @@ async def test_a_move_stopped_after_the_addition_is_finished_by_the_next_leader(
         assert second.ranges[RANGE].move is None
         _assert_tombstoned(c.hosts[3], RANGE)
         assert await c.client().get(b"pp") == b"PP"
+
+
+async def test_a_leader_that_applied_its_own_removal_hands_over_and_the_range_settles(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    async with kv_cluster() as c:
+        client = c.client()
+        for k in KEYS:
+            await client.put(k, k.upper())
+        first = c.hosts[1]
+        assert first.node.leader_of(RANGE) == 1
+        # A removal made around the range store (no move recorded): the leader
+        # removes itself and, as in etcd, keeps leading a group it is no member of.
+        await first.node.change_membership(RANGE, ConfChange(ConfChangeType.REMOVE_NODE, 1))
+        assert _membership(c, 1, RANGE) == {2, 3}
+        # Without the hand-over node 1 would lead (and refuse every proposal) forever.
+        await wait_for(lambda: _settled(c, (2, 3), gone=1), "the range settled on (2, 3)")
+        leader = c.hosts[2].node.leader_of(RANGE)
+        assert leader in (2, 3)
+        assert c.hosts[leader].counters.replicas_settled == 1
+        assert first.counters.replicas_settled == 0
+        sm = c.hosts[2].ranges[RANGE]
+        assert sm.move is None
+        assert sm.replicas_version == 1
+        placement = c.hosts[2].directory.placement(RANGE)
+        assert placement is not None and placement.version == 1
+        _assert_tombstoned(first, RANGE)
+        await client.put(b"zz", b"z")
+        assert await c.client().get(b"zz") == b"z"
 
 
 async def test_a_removed_replica_that_missed_its_removal_is_collected(

@@ -15,7 +15,10 @@ on every node brings them back in line whatever step a change stopped at:
   the directory. Every step reads the current state first, so a move stopped
   anywhere (a crash, a partition, a leader change, a failed directory write) is
   finished by whichever node leads the range next, and a descriptor that
-  disagrees with the membership without a move is corrected the same way.
+  disagrees with the membership without a move is corrected the same way. A
+  leader that applied its own removal (it won an election before the removal
+  applied) hands leadership to a member: it cannot propose any more, and as in
+  etcd it would otherwise go on leading.
 * **Joining**: a node hosts the ranges the directory lists it for. A founding
   replica (one of the nodes the range's group was created with) is recreated
   with the same bootstrap membership, any other node joins empty.
@@ -267,6 +270,12 @@ class ReplicaKeeper:
             # The directory lists every replica before any of them is added.
             return 0 if await self.record(range_id, desc.replicas, version) else None
         current = members(node.membership(range_id))
+        if current and host.node_id not in current:
+            # This leader applied its own removal (it won an election before the
+            # removal applied). It stays leader, as in etcd, but cannot propose:
+            # only a member can settle the range.
+            await self._hand_over(range_id, current)
+            return None
         move = sm.move
         if move is None:
             if not current or current == set(desc.replicas):
