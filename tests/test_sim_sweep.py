@@ -49,10 +49,10 @@ def test_three_nodes_ten_groups_under_every_kind_of_fault() -> None:
 
 
 #: Seed 201 of this shape finds a coordinator bug with membership changes (a leader that
-#: applied its own removal quiesces the group) and 213, 223, 228 were left out for a raft
-#: message storm under duplicated frames (reported in the issue threads); the sweep keeps
-#: seeds that pass until those are fixed. 211 and 231 found a member added after the
-#: leader's last snapshot that could never catch up (fixed: a snapshot is taken for it).
+#: applied its own removal quiesces the group), 213 found another membership bug and 223,
+#: 228 a raft message storm under duplicated frames (reported in the issue threads); the
+#: sweep keeps seeds that pass until those are fixed. 211 and 231 found a member added
+#: after the leader's last snapshot that could never catch up (fixed: one is taken for it).
 MEMBERSHIP_SEEDS = (202, 203, 204, 205, 206, 207, 208, 209, 210, 211, 229, 231)
 
 
