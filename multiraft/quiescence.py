@@ -20,9 +20,9 @@ _FOLLOWER = StateType.FOLLOWER
 def leader_may_quiesce(r: Replica, dead_peers: set[int]) -> bool:
     """Whether leader replica ``r`` may quiesce its group now.
 
-    Every follower must have matched the last index, on a live node; everything
-    must be committed and applied; no proposal, read, conf change or leadership
-    transfer may be pending.
+    The leader must still be a voter of its group; every follower must have
+    matched the last index, on a live node; everything must be committed and
+    applied; no proposal, read, conf change or leadership transfer may be pending.
     """
     rn = r.rawnode
     raft = rn.raft
@@ -37,7 +37,14 @@ def leader_may_quiesce(r: Replica, dead_peers: set[int]) -> bool:
     if raft.pending_read_index_messages or rn.has_ready():
         return False
     self_id = raft.id
-    for pid, pr in raft.trk.progress.items():
+    progress = raft.trk.progress
+    own = progress.get(self_id)
+    if own is None or own.is_learner:
+        # A leader that applied its own removal leads on (etcd keeps it leading)
+        # until its host collects the replica; its followers must then elect a
+        # successor, which they cannot do asleep under it.
+        return False
+    for pid, pr in progress.items():
         if pid != self_id and (pr.match != last or pid in dead_peers):
             return False
     return True
@@ -47,11 +54,17 @@ def follower_may_quiesce(r: Replica, rec: HeartbeatRecord) -> bool:
     """Whether follower replica ``r`` may obey the quiesce heartbeat ``rec``.
 
     Call after stepping the heartbeat: the term and leader must be the ones in
-    the record and the follower's log must end exactly at the leader's commit
-    index, all of it committed.
+    the record, the leader a voter of the membership this replica applied, and
+    the follower's log must end exactly at the leader's commit index, all of it
+    committed.
     """
     raft = r.rawnode.raft
     if raft.state is not _FOLLOWER or raft.term != rec.term or raft.lead != rec.from_:
+        return False
+    leader = raft.trk.progress.get(rec.from_)
+    if leader is None or leader.is_learner:
+        # Not a voter in the membership this replica applied (removed, or being
+        # replaced): once it is gone, nobody would wake this group again.
         return False
     log = raft.raft_log
     return (

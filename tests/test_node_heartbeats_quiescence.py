@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import trio
 
-from multiraft.raft import StateType
+from multiraft.raft import ConfChange, ConfChangeType, ConfState, StateType
 from node_cluster import Cluster, wait_until
 
 TICK = 0.1
@@ -214,3 +214,36 @@ def test_plain_heartbeats_to_followers_that_get_an_append_are_dropped() -> None:
     assert kept == [msgs[1], msgs[2], msgs[3], msgs[4]]
     only_heartbeats = msgs[:3]
     assert _without_redundant_heartbeats(only_heartbeats) is only_heartbeats
+
+
+async def test_a_leader_that_applied_its_own_removal_never_quiesces_so_the_rest_elect_after_it_goes(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    # Found by the simulator (multiraft sim --seed 201 --nodes 5 --groups 10 --steps 10).
+    async with Cluster(3) as c:
+        await c.create_groups([1], leader=lambda g: 1)
+        await c.wait_leaders([1])
+        removed = await c.nodes[1].change_membership(1, ConfChange(ConfChangeType.REMOVE_NODE, 1))
+        assert removed == ConfState(voters=(2, 3))
+        await wait_until(
+            lambda: all(c.nodes[i].membership(1) == removed for i in (2, 3)), 2, "applied"
+        )
+        # The removed node leads on (as in etcd, step_down_on_removal is off), but
+        # neither it nor its followers let the group sleep under it.
+        await ticks(30)
+        assert c.nodes[1].leader_of(1) == 1
+        assert [c.nodes[i].is_quiesced(1) for i in (1, 2, 3)] == [False, False, False]
+        # Its host collects the replica: the remaining voters elect one of them.
+        await c.nodes[1].remove_group(1)
+        gone = trio.current_time()
+        await wait_until(
+            lambda: c.nodes[2].leader_of(1) == c.nodes[3].leader_of(1) in (2, 3),
+            3 * 10 * TICK,
+            "a successor",
+        )
+        assert trio.current_time() - gone <= 3 * 10 * TICK
+        leader = c.nodes[2].leader_of(1)
+        assert leader is not None
+        # Bootstrap at 3, the first leader's empty entry 4, the removal 5, the new
+        # leader's empty entry 6: the next command lands at 7.
+        assert await c.nodes[leader].propose(1, b"after") == (7, b"after")
