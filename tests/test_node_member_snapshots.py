@@ -9,10 +9,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 import trio
 
 from multiraft import NodeConfig, open_node
 from multiraft.raft import ConfChange, ConfChangeType, ConfState
+from multiraft.raft.errors import SnapshotTemporarilyUnavailableError
 from node_cluster import BlockingStateMachine, Cluster, RecordingStateMachine, wait_until
 from storage import MemoryLogEngine
 from storage.engine import DurableLogEngine
@@ -168,3 +170,32 @@ async def test_after_a_restart_the_membership_index_is_rebuilt_from_the_log(
         assert c.engines[4].storage(1).snapshot().metadata.conf_state == cs
         assert sm4.applied == applied
         assert snap_index < added_at
+
+
+async def test_source_reuses_a_snapshot_taken_but_not_yet_written_and_waits_for_the_apply(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    async with Cluster(4, snapshot_entries=5, snapshot_keep_entries=0) as c:
+        await _compacted_group(c)
+        await c.nodes[1].change_membership(1, ConfChange(ConfChangeType.ADD_LEARNER_NODE, 4))
+        table = c.nodes[1]._table
+        source = table.snapshot_sends.source
+        assert source is not None
+        r = table.replicas[1]
+        stored = c.engines[1].storage(1).snapshot()
+        assert stored.metadata.index < r.conf_index == r.applied
+        # Taken at once from the idle state machine, queued for the next write...
+        taken = source.current(1, stored)
+        assert (taken.metadata.index, taken.metadata.conf_state) == (r.applied, r.conf_state)
+        assert r.pending_write is not None and r.pending_write.created_snapshot is taken
+        # ...and handed out again until then, not taken twice.
+        assert source.current(1, stored) is taken
+        assert c.nodes[1].stats()["snapshots_on_demand"] == 1
+        # A state machine behind the membership (mid-batch, or re-applying after a
+        # restart) cannot give one: raft is told to ask again later.
+        r.pending_write = None
+        r.conf_index = r.applied + 1
+        with pytest.raises(SnapshotTemporarilyUnavailableError, match="predates"):
+            source.current(1, stored)
+        assert source.current(99, stored) is stored
+        r.conf_index = r.applied
