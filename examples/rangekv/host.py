@@ -118,6 +118,9 @@ class RangeSettings:
     * ``read_timeout``: seconds a read barrier may take before the host answers
       ``Unavailable`` (the client retries): a read accepted by a leader that
       then stepped down is otherwise only failed by the node's proposal timeout.
+    * ``directory_read_passes``: a node that does not host the directory reads
+      it through its peers once every this many maintenance passes (to join
+      the ranges placed on it and collect the ones moved away).
     * ``balance_leaders``: once a new range is initialized, its leader hands
       leadership to replica ``replicas[range_id % len(replicas)]``, spreading
       leaders (and their work) over the nodes instead of leaving every range
@@ -130,6 +133,7 @@ class RangeSettings:
     id_block: int = attrs.field(default=32, validator=_check_positive)
     maintenance_interval: float = 1.0
     read_timeout: float = 1.0
+    directory_read_passes: int = attrs.field(default=4, validator=_check_positive)
     balance_leaders: bool = False
 
     def __attrs_post_init__(self) -> None:

@@ -104,6 +104,8 @@ class ReplicaKeeper:
         #: The directory as last read from a peer (nodes without a directory replica).
         self._remote: DirectoryView | None = None
         self._refreshing = False
+        #: Maintenance passes left before the next read of the directory through peers.
+        self._passes_to_read = 0
         #: Range id -> the replica-set version the directory is known to hold.
         self._recorded: dict[int, int] = {}
         #: Range id -> (replica-set version, index the arriving node must reach).
@@ -357,7 +359,14 @@ class ReplicaKeeper:
         host = self.host
         for range_id in list(host.ranges):
             self.reconcile_soon(range_id, spawn)
-        if self.peers is not None and not self._refreshing and not self._hosts_directory():
+        self._passes_to_read -= 1
+        if (
+            self._passes_to_read <= 0
+            and self.peers is not None
+            and not self._refreshing
+            and not self._hosts_directory()
+        ):
+            self._passes_to_read = host.settings.directory_read_passes
             self._refreshing = True
             spawn(self._refresh)
         view = self.view()
