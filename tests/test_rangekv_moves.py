@@ -16,13 +16,17 @@ import trio
 import trio.testing
 
 from examples.rangekv.commands import InitRange, Refused, SplitOutcome
+from examples.rangekv.directory import Placement
 from examples.rangekv.host import RangeHost, RangeSettings
 from examples.rangekv.local import LocalCluster
 from examples.rangekv.placement import ReplicaKeeper, members
 from examples.rangekv.protocol import (
     DropReplicaRequest,
     MoveReplicaRequest,
+    NotHosted,
     Ok,
+    RangesReply,
+    RangesRequest,
     TransferLeaderRequest,
 )
 from multiraft import GroupRemovedError, StateMachine
@@ -241,3 +245,22 @@ async def test_a_founding_replica_missing_its_range_recreates_it_with_the_bootst
         assert _membership(c, 3, new) == {1, 2, 3}
         held = dict(c.hosts[3].ranges[new].data)
         assert held == {k: k.upper() for k in KEYS if k >= b"h"}
+
+
+async def test_a_node_without_the_directory_reads_it_through_its_peers(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    async with kv_cluster((1, 2, 3, 4), replicas=(1, 2, 3)) as c:
+        whole = c.hosts[1].directory.descriptors()
+        expected = RangesReply(tuple(whole), (Placement(RANGE, 0, (1, 2, 3)),))
+        # Without a barrier only a directory replica answers, from what it applied.
+        assert await c.link.call(4, RangesRequest(consistent=False)) == NotHosted(1)
+        assert await c.link.call(2, RangesRequest(consistent=False)) == expected
+        keeper = c.hosts[4].keeper
+        for consistent in (True, False):
+            view = await keeper.read_directory(consistent=consistent)
+            assert view is not None
+            assert view.ranges == {RANGE: whole[0]}
+            assert view.placements == {RANGE: Placement(RANGE, 0, (1, 2, 3))}
+        assert keeper.founders(RANGE) == ()
+        assert c.hosts[2].keeper.founders(RANGE) == (1, 2, 3)

@@ -224,9 +224,13 @@ class RangeClient:
         """Every range in the directory, in key order (and refresh the cache with them)."""
         return list((await self.directory()).descriptors)
 
-    async def directory(self) -> RangesReply:
-        """The whole directory, linearizable: every range and its placement (cached too)."""
-        reply = await self._any_node(RangesRequest())
+    async def directory(self, *, consistent: bool = True) -> RangesReply:
+        """The whole directory: every range and its placement (cached too).
+
+        Linearizable, unless ``consistent`` is False: then any node's directory
+        replica answers as it applied it so far, without a read barrier.
+        """
+        reply = await self._any_node(RangesRequest(consistent))
         assert isinstance(reply, RangesReply)
         for desc in reply.descriptors:
             self.cache.update(desc)

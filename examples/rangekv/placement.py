@@ -140,11 +140,13 @@ class ReplicaKeeper:
         timeout = 3 * self.host.settings.read_timeout
         return RangeClient(self.peers, timeout=timeout, retry_delay=0.01)
 
-    async def read_directory(self) -> DirectoryView | None:
-        """A linearizable read of the directory (None: it could not be read now)."""
+    async def read_directory(self, *, consistent: bool = True) -> DirectoryView | None:
+        """The directory, linearizable unless ``consistent`` is False (None: unreadable now)."""
         host = self.host
         try:
             if self._hosts_directory():
+                if not consistent:
+                    return self.view() if host.directory.ready else None
                 with trio.move_on_after(host.settings.read_timeout):
                     await host.node.read(DIRECTORY_ID)
                     return self.view() if host.directory.ready else None
@@ -152,7 +154,7 @@ class ReplicaKeeper:
             client = self._client()
             if client is None:
                 return None
-            reply = await client.directory()
+            reply = await client.directory(consistent=consistent)
         except _RETRYABLE as exc:
             _log.debug("node %d: directory unreadable: %s", host.node_id, exc)
             return None
@@ -162,7 +164,9 @@ class ReplicaKeeper:
     async def _refresh(self) -> None:
         self._refreshing = True
         try:
-            await self.read_directory()
+            # Joins and stray candidates act on what two views in a row show, and a
+            # stray is removed only after a linearizable read: a stale view will do.
+            await self.read_directory(consistent=False)
         finally:
             self._refreshing = False
 

@@ -84,7 +84,13 @@ class LookupRequest:
 @message(44)
 @attrs.frozen(slots=True)
 class RangesRequest:
-    """Every range in the directory (after a read barrier on the directory)."""
+    """Every range in the directory, after a read barrier on the directory.
+
+    ``consistent`` False: answered from the node's directory replica as applied
+    so far, without the barrier (cheaper; may be stale).
+    """
+
+    consistent: bool = True
 
 
 @message(45)

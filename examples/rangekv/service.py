@@ -121,11 +121,14 @@ async def _dispatch(host: RangeHost, request: object) -> object:
         case LookupRequest(key=key):
             blocked_dir = await _read_barrier(host, DIRECTORY_ID)
             return blocked_dir or DescriptorReply(host.directory.lookup(key))
-        case RangesRequest():
-            blocked_dir = await _read_barrier(host, DIRECTORY_ID)
+        case RangesRequest(consistent=consistent):
+            if not consistent and not host.directory.ready:
+                return NotHosted(DIRECTORY_ID)
+            if consistent and (blocked_dir := await _read_barrier(host, DIRECTORY_ID)):
+                return blocked_dir
             directory = host.directory
             placements = tuple(directory.placements[r] for r in sorted(directory.placements))
-            return blocked_dir or RangesReply(tuple(directory.descriptors()), placements)
+            return RangesReply(tuple(directory.descriptors()), placements)
         case SplitRequest(range_id=rid, key=key):
             return redirect(host, rid) or await host.split_range(rid, key)
         case StatsRequest():
