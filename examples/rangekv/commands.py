@@ -111,7 +111,10 @@ class ForgetChild:
     range_id: int
 
 
-@message(7)
+# Opcode 7 was SetReplicas (replica set and a "changing" flag, written by the
+# client step by step); it is retired so that an old log entry never decodes as
+# another command.
+@message(8)
 @attrs.frozen(slots=True)
 class StartMove:
     """Begin moving the range's replica from node ``source`` to node ``target``.
@@ -125,7 +128,7 @@ class StartMove:
     target: int
 
 
-@message(8)
+@message(9)
 @attrs.frozen(slots=True)
 class SettleReplicas:
     """Record ``replicas`` (the group's applied membership) and end any move.
