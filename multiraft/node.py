@@ -46,6 +46,7 @@ from multiraft.raft.errors import ProposalDroppedError
 from multiraft.raft.types import NONE, ConfChange, ConfChangeV2, ConfState
 from multiraft.ready_cycle import ReadyCycle
 from multiraft.replica import Replica
+from multiraft.request_deadlines import RequestDeadlines
 from multiraft.requests import RequestQueue, track_index
 from multiraft.state_machine import StateMachine
 from multiraft.ticking import Ticker
@@ -88,6 +89,7 @@ class Node:
         self._cycle = ReadyCycle(
             table, self._writer, self._sender, self._applier, self._notify_leader_waiters
         )
+        self._deadlines = RequestDeadlines()
         self._wakeup = trio.Event()
         self._leader_changed = trio.Event()
         self._nursery: trio.Nursery | None = None
@@ -185,14 +187,14 @@ class Node:
         self._counters.proposals += 1
         r = self._live_replica(group_id)
         deadline = trio.current_time() + self.config.proposal_timeout
-        await self._await_leader(r, deadline)
-        seq = self._next_seq()
+        if r.leader == NONE or r.removed:
+            await self._await_leader(r, deadline)
+        self._seq = seq = self._seq + 1
         waiter = Waiter()
-        r.proposal_waiters[seq] = waiter
+        waiters = r.proposal_waiters
+        waiters[seq] = waiter
         self._requests.add(r, Proposal(encode_header(self.node_id, seq) + command, seq, waiter))
-        return await self._outcome(
-            r, waiter, deadline, lambda: r.proposal_waiters.pop(seq, None), "proposal"
-        )
+        return await self._outcome(r, waiter, deadline, waiters, seq, "proposal")
 
     async def read(self, group_id: int) -> int:
         """Linearizable read barrier: return once this replica applied a read index.
@@ -213,9 +215,7 @@ class Node:
             r.rawnode.read_index(ctx)
 
         self._requests.add(r, run)
-        index = await self._outcome(
-            r, waiter, deadline, lambda: r.read_waiters.pop(ctx, None), "read"
-        )
+        index = await self._outcome(r, waiter, deadline, r.read_waiters, ctx, "read")
         assert isinstance(index, int)
         return index
 
@@ -248,7 +248,7 @@ class Node:
 
         self._requests.add(r, run)
         result = await self._outcome(
-            r, waiter, deadline, lambda: r.proposal_waiters.pop(seq, None), "membership change"
+            r, waiter, deadline, r.proposal_waiters, seq, "membership change"
         )
         assert isinstance(result, ConfState)
         return result
@@ -436,15 +436,28 @@ class Node:
         r: Replica,
         waiter: Waiter,
         deadline: float,
-        forget: Callable[[], object],
+        waiters: dict[Any, Waiter],
+        key: Any,
         what: str,
     ) -> object:
+        """Wait for ``waiter`` until ``deadline``; ``key`` leaves ``waiters`` unless done.
+
+        The node's deadline timer fails the waiter at ``deadline`` when it takes
+        the request (it usually does: see :mod:`multiraft.request_deadlines`);
+        otherwise this call waits under a cancel scope of its own.
+        """
+        if self._deadlines.add(deadline, waiter, r, waiters, key, what):
+            try:
+                return await waiter.wait()
+            finally:
+                if not waiter.done:
+                    waiters.pop(key, None)
         try:
             with trio.move_on_at(deadline):
                 return await waiter.wait()
         finally:
             if not waiter.done:
-                forget()
+                waiters.pop(key, None)
         raise ProposalTimeoutError(r.group_id, r.leader or r.last_leader or None, what)
 
     # ================================================================ driver
@@ -503,6 +516,7 @@ class Node:
         self._nursery = nursery
         nursery.start_soon(self._run_driver)
         nursery.start_soon(self._run_receiver)
+        nursery.start_soon(self._deadlines.run)
 
     def _close(self) -> None:
         if self._closed:

