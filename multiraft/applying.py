@@ -3,8 +3,10 @@
 After a cycle persisted and sent everything, each group's committed entries go
 to raft (membership changes) and to its state machine (commands); results go
 back to the callers waiting on this node, and the group's ``RawNode`` is
-advanced. A ``blocking`` state machine is driven from a worker thread instead,
-so a slow group does not stall the others.
+advanced. Commands whose entries were persisted in an earlier cycle may be
+applied before the cycle's write (:meth:`Applier.apply_persisted`). A
+``blocking`` state machine is driven from a worker thread instead, so a slow
+group does not stall the others.
 """
 
 from __future__ import annotations
@@ -64,8 +66,32 @@ class Applier:
         self._limiter = trio.CapacityLimiter(4)
         table.snapshot_sends.source = FreshSnapshots(table, start_soon, signal, self._limiter)
 
-    def apply(self, r: Replica, rd: Ready) -> None:
-        """Apply ``rd`` to ``r`` and advance its ``RawNode`` (or hand it to a thread)."""
+    def apply_persisted(self, r: Replica, rd: Ready, persisted: int) -> int:
+        """Apply the commands that lead ``rd``'s committed entries, up to index ``persisted``.
+
+        Runs before ``rd`` is written: only for entries this node persisted in an
+        earlier cycle (committed, so durable on a quorum and here), and only up to
+        the first membership change. Results go to their callers at once. Returns
+        how many entries were applied; :meth:`apply` skips them after the write.
+        Not for blocking state machines, nor for a ``Ready`` with a snapshot.
+        """
+        ents = rd.committed_entries
+        n = 0
+        for e in ents:
+            if e.index > persisted or e.type is not _NORMAL:
+                break
+            n += 1
+        if n:
+            part = ents if n == len(ents) else ents[:n]
+            self._deliver(r, r.apply_commands(part), part)
+            self._table.counters.entries_applied_before_write += n
+        return n
+
+    def apply(self, r: Replica, rd: Ready, skip: int = 0) -> None:
+        """Apply ``rd`` to ``r`` and advance its ``RawNode`` (or hand it to a thread).
+
+        ``skip``: leading committed entries :meth:`apply_persisted` applied already.
+        """
         snap = rd.snapshot
         if snap is not None and snap.metadata.index <= r.applied:
             # The initial snapshot of a new group: persisted, its state is there already.
@@ -76,6 +102,8 @@ class Applier:
         if snap is not None:
             self._restored(r, snap)
         ents = rd.committed_entries
+        if skip:
+            ents = ents[skip:]
         if ents:
             batch = r.apply_commands(ents, self._conf_change)
             if batch.stopped:

@@ -17,11 +17,15 @@ class NodeCounters:
     transport traffic (a coalesced heartbeat record counts as one message);
     ``heartbeats_coalesced``: heartbeats and responses sent as records;
     ``heartbeat_frames_sent``: frames sent that carry at least one such record;
-    ``storage_syncs``: durable log engine writes (one per cycle with writes);
+    ``storage_syncs``: durable log engine writes (one per cycle with writes that
+    must be durable); ``storage_unsynced_writes``: cycles whose writes were only
+    commit index moves, written without a sync;
     ``send_failures``: frames the transport refused; ``proposals``: commands
     submitted here; ``proposal_batches``: raft proposals made for them (several
     commands of one group queued in one cycle go in one batch);
-    ``commands_applied``; ``snapshots_taken``/``snapshots_restored``;
+    ``commands_applied``; ``entries_applied_before_write``: committed entries
+    applied before their cycle's write (persisted here in an earlier cycle);
+    ``snapshots_taken``/``snapshots_restored``;
     ``snapshots_on_demand``: those of ``snapshots_taken`` taken because a follower
     needed a snapshot newer than the stored one (a member added since);
     ``snapshots_sent``: snapshot messages handed to the transport;
@@ -43,10 +47,12 @@ class NodeCounters:
     heartbeats_coalesced: int = 0
     heartbeat_frames_sent: int = 0
     storage_syncs: int = 0
+    storage_unsynced_writes: int = 0
     send_failures: int = 0
     proposals: int = 0
     proposal_batches: int = 0
     commands_applied: int = 0
+    entries_applied_before_write: int = 0
     snapshots_taken: int = 0
     snapshots_restored: int = 0
     snapshots_on_demand: int = 0

@@ -27,13 +27,16 @@ class LogWriter:
         self._lock = trio.Lock()
 
     async def write(self, batch: WriteBatch) -> None:
-        """Persist ``batch`` durably (one sync)."""
+        """Persist ``batch``: durably (one sync), or without a sync if ``batch.sync`` is False."""
         async with self._lock:
             if self._in_thread:
                 await trio.to_thread.run_sync(self._engine.write, batch)
             else:
                 self._engine.write(batch)
-        self._counters.storage_syncs += 1
+        if batch.sync:
+            self._counters.storage_syncs += 1
+        else:
+            self._counters.storage_unsynced_writes += 1
 
     async def remove_group(self, group_id: int) -> None:
         """Durably drop the state of ``group_id`` (the engine keeps its tombstone)."""

@@ -46,12 +46,32 @@ class GroupWrite:
     created_snapshot: Snapshot | None = None
     compact_to: int = 0
 
+    def holds_only_hard_state(self) -> bool:
+        """Whether this write holds nothing but (at most) a hard state."""
+        return not (
+            self.entries
+            or self.snapshot is not None
+            or self.conf_state is not None
+            or self.created_snapshot is not None
+            or self.compact_to
+        )
+
 
 @attrs.define(slots=True)
 class WriteBatch:
-    """The writes of many groups, made durable together with one sync."""
+    """The writes of many groups, made durable together with one sync.
+
+    ``sync=False`` marks a batch that need not be durable on its own: the engine
+    writes it without ``fdatasync`` (as etcd does when no ``Ready`` must sync). The
+    coordinator sets it only for batches of commit index moves (hard states whose
+    term and vote are unchanged, nothing else), which a crash may lose because the
+    leader tells the restarted node its commit index again. Such a batch is durable
+    once a later synced batch returns; until then a crash may lose it, wholly or
+    for some of its groups, along with the unsynced batches written after it.
+    """
 
     groups: list[GroupWrite] = attrs.field(factory=list)
+    sync: bool = True
 
     def __len__(self) -> int:
         return len(self.groups)
@@ -65,8 +85,10 @@ class LogEngine(Protocol):
     """A node's log store, shared by all its groups.
 
     ``write`` is called from one thread at a time (the coordinator runs it through
-    ``trio.to_thread``) and returns only once the batch is durable. The views
-    returned by ``storage`` reflect a batch as soon as ``write`` returns.
+    ``trio.to_thread``) and returns only once the batch is durable, or, for a
+    batch with ``sync=False``, once it is written after every earlier batch (see
+    :class:`WriteBatch`). The views returned by ``storage`` reflect a batch as
+    soon as ``write`` returns.
     """
 
     def storage(self, group_id: int) -> GroupStorage:
@@ -74,7 +96,7 @@ class LogEngine(Protocol):
         ...
 
     def write(self, batch: WriteBatch) -> None:
-        """Persist every group's writes with one durable sync."""
+        """Persist every group's writes with one durable sync (none if ``batch.sync`` is False)."""
         ...
 
     def group_ids(self) -> Iterable[int]:

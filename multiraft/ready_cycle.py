@@ -19,6 +19,25 @@ entry can commit on the strength of the leader's unpersisted copy: a quorum
 needs a follower's acknowledgement of it, and the driver steps acknowledgements
 only after this cycle's write has returned (a group with a single voter commits
 at once, so its commit index covers its new entries and they wait for the write).
+
+Two more ways the cycle keeps ``fdatasync`` off a commit's path, as etcd does:
+
+* A batch in which no ``Ready`` must sync (only commit indexes moved: no
+  entries, term and vote unchanged, no snapshot, none of the node's own writes)
+  is written without a sync (``WriteBatch.sync``). A crash may lose those commit
+  moves; the leader tells the restarted node its commit index again. A batch
+  whose Ready hands out a membership change to apply syncs all the same, so
+  the commit index covering the change is durable before it takes effect: a
+  restarted node rebuilds its membership from the log up to its persisted
+  commit index, and raft refuses to campaign only while it knows of committed
+  changes not yet applied, so one that forgot an applied change could campaign
+  and count votes under the configuration before it.
+* Committed commands whose entries were persisted on this node in an earlier
+  cycle are applied, and their results delivered, before this cycle's write
+  (they are committed, hence durable on a quorum, and durable here). Entries
+  this cycle persists, membership changes and everything after them, snapshots
+  and blocking state machines wait for the write as before; ``advance`` always
+  follows the write.
 """
 
 from __future__ import annotations
@@ -36,12 +55,13 @@ from multiraft.ports import GroupWrite, WriteBatch
 from multiraft.proposals import decode_header
 from multiraft.raft.errors import ProposalDroppedError
 from multiraft.raft.rawnode import Ready
-from multiraft.raft.types import Message, MessageType, SoftState, StateType
+from multiraft.raft.types import EntryType, Message, MessageType, SoftState, StateType
 from multiraft.replica import Replica
 
 __all__ = ["ReadyCycle"]
 
 _APP = MessageType.APP
+_NORMAL = EntryType.NORMAL
 _LEADER = StateType.LEADER
 _HEARTBEAT = MessageType.HEARTBEAT
 _CAMPAIGN_REQUESTS = frozenset((MessageType.VOTE, MessageType.PRE_VOTE))
@@ -84,11 +104,17 @@ class ReadyCycle:
         batch: list[GroupWrite] = []
         work: list[tuple[Replica, Ready]] = []
         early: dict[int, Frame] | None = None
+        # Groups whose committed entries start at or below their last persisted index.
+        persisted: list[tuple[Replica, Ready, int]] | None = None
+        # The node's own writes (membership, snapshots, compaction) always sync.
+        sync = False
         for r in dirty:
             if r.removed or r.failed is not None or r.applying is not None:
                 continue
             gw = r.pending_write
             r.pending_write = None
+            if gw is not None:
+                sync = True
             rn = r.rawnode
             if rn.has_ready():
                 if r.corrupt:
@@ -104,6 +130,18 @@ class ReadyCycle:
                         if early is None:
                             early = {}
                         rd.messages = _route_appends(r.group_id, rd.messages, early, sender)
+                    if rd.committed_entries and rd.snapshot is None and not r.blocking:
+                        # Everything below this Ready's new entries was persisted before.
+                        ents = rd.entries
+                        last = ents[0].index - 1 if ents else rn.raft.raft_log.last_index()
+                        if rd.committed_entries[0].index <= last:
+                            if persisted is None:
+                                persisted = []
+                            persisted.append((r, rd, last))
+                if not sync and (
+                    rd.must_sync or rd.snapshot is not None or _commits_conf_change(rd)
+                ):
+                    sync = True
                 if rd.entries or rd.hard_state is not None or rd.snapshot is not None:
                     if gw is None:
                         gw = GroupWrite(r.group_id)
@@ -124,8 +162,14 @@ class ReadyCycle:
         if early:
             for to in sorted(early):
                 sender.send(to, early[to])
+        applied_before: dict[Replica, int] | None = None
+        if persisted is not None:
+            applied_before = {}
+            apply_persisted = self._applier.apply_persisted
+            for r, rd, last in persisted:
+                applied_before[r] = apply_persisted(r, rd, last)
         if batch:
-            await self._writer.write(WriteBatch(batch))
+            await self._writer.write(WriteBatch(batch, sync))
         outbox = sender.outbox
         for r, rd in work:
             if r.removed or r.failed is not None:
@@ -151,7 +195,7 @@ class ReadyCycle:
         for r, rd in work:
             if r.removed or r.failed is not None:
                 continue
-            apply(r, rd)
+            apply(r, rd, 0 if applied_before is None else applied_before.get(r, 0))
 
     def _on_soft_state(self, r: Replica, ss: SoftState) -> None:
         lead = ss.lead
@@ -168,6 +212,11 @@ class ReadyCycle:
             if table.events.has_subscribers:
                 table.events.publish(LeaderChanged(r.group_id, lead or None, r.rawnode.raft.term))
             self._notify_leader()
+
+
+def _commits_conf_change(rd: Ready) -> bool:
+    """Whether ``rd`` hands out a membership change to apply (its commit must be durable)."""
+    return any(e.type is not _NORMAL for e in rd.committed_entries)
 
 
 def _appends_may_leave_first(r: Replica, rd: Ready) -> bool:

@@ -10,7 +10,12 @@ Layout of a data directory::
 ``write(batch)`` encodes the records of every group in the batch into one
 buffer, writes it with one ``pwrite`` and makes it durable with one
 ``fdatasync`` (plus a directory ``fsync`` when a segment file was created),
-then updates the in-memory index under the engine lock. A batch goes whole
+then updates the in-memory index under the engine lock. A batch with
+``sync=False`` (commit index moves only) skips the ``fdatasync``: it becomes
+durable with the next synced batch, and before anything is written to a new
+segment; a crash before then may lose it and the unsynced batches after it,
+never a synced one (see :mod:`storage.segments` and :mod:`storage.recovery`).
+Closing syncs what is still unsynced. A batch goes whole
 into one segment; when it does not fit the current one, a new segment starts
 (space is preallocated with ``posix_fallocate`` a few MiB ahead of the write
 offset when ``preallocate`` is set).
@@ -81,9 +86,10 @@ _RELOCATE_CHUNK = 4096
 class DurableLogEngine:
     """The ``LogEngine`` port over a segmented write-ahead log (see the module docstring).
 
-    Counters: ``writes`` and ``syncs`` count durable log writes and their
-    ``fdatasync`` calls (always equal: one sync per write), ``dir_syncs``
-    directory syncs, ``bytes_written`` log bytes. ``reopen_seconds`` is how
+    Counters: ``writes`` counts log writes (batches), ``syncs`` their
+    ``fdatasync`` calls (one per synced write, plus one when a new segment or
+    closing finds unsynced bytes), ``unsynced_writes`` the writes made without
+    one, ``dir_syncs`` directory syncs, ``bytes_written`` log bytes. ``reopen_seconds`` is how
     long :meth:`open` took to recover.
     """
 
@@ -269,7 +275,8 @@ class DurableLogEngine:
             return sorted(self._registered)
 
     def write(self, batch: WriteBatch) -> None:
-        """Persist every group's writes with one write and one ``fdatasync``.
+        """Persist every group's writes with one write and one ``fdatasync`` (none if
+        ``batch.sync`` is False).
 
         The whole batch is checked first (see :mod:`storage.group_rules`): an
         invalid group write raises and nothing of the batch is persisted. A
@@ -292,7 +299,7 @@ class DurableLogEngine:
                 except BaseException as exc:
                     raise self._fail(exc) from exc
                 self._tombstones.difference_update(revived)
-            seq, base = self._commit(encoded.builder)
+            seq, base = self._commit(encoded.builder, batch.sync)
             with self.lock:
                 snapshotted = encoded.apply(self._groups, seq, base)
                 repaired = [gid for gid in snapshotted if gid in self._corrupt]
@@ -341,6 +348,11 @@ class DurableLogEngine:
             if self._closed:
                 return
             if self._failed is None:
+                try:
+                    self._log.sync()
+                except BaseException as exc:
+                    self._release()
+                    raise self._fail(exc) from exc
                 self._save_registry()
             self._release()
 
@@ -373,13 +385,18 @@ class DurableLogEngine:
 
     @property
     def writes(self) -> int:
-        """Durable log writes so far (each one batch)."""
+        """Log writes so far (each one batch, synced or not)."""
         return self._log.writes
 
     @property
     def syncs(self) -> int:
-        """``fdatasync`` calls on the log so far (equal to ``writes``)."""
+        """``fdatasync`` calls on the log so far (see the class docstring)."""
         return self._log.syncs
+
+    @property
+    def unsynced_writes(self) -> int:
+        """Log writes made without ``fdatasync`` (batches with ``sync=False``)."""
+        return self._log.unsynced_writes
 
     @property
     def dir_syncs(self) -> int:
@@ -407,6 +424,7 @@ class DurableLogEngine:
             return {
                 "writes": self.writes,
                 "syncs": self.syncs,
+                "unsynced_writes": self.unsynced_writes,
                 "dir_syncs": self.dir_syncs,
                 "bytes_written": self.bytes_written,
                 "segments": len(self._log.seqs()),
@@ -429,10 +447,11 @@ class DurableLogEngine:
 
     # -- writing -------------------------------------------------------------------
 
-    def _commit(self, builder: BatchBuilder) -> tuple[int, int]:
-        """Write one batch durably; returns its segment and the offset its body offsets add to."""
+    def _commit(self, builder: BatchBuilder, sync: bool = True) -> tuple[int, int]:
+        """Write one batch (durably if ``sync``); returns its segment and the offset its
+        body offsets add to."""
         try:
-            seq, base, rotated = self._log.append(builder)
+            seq, base, rotated = self._log.append(builder, sync)
         except BaseException as exc:
             raise self._fail(exc) from exc
         if rotated:

@@ -19,10 +19,11 @@ __all__ = ["MemoryLogEngine"]
 class MemoryLogEngine:
     """The ``LogEngine`` port over one :class:`MemoryStorage` per group.
 
-    ``syncs`` counts calls to :meth:`write` (each stands for one durable sync).
+    ``syncs`` counts calls to :meth:`write` with a synced batch (each stands for
+    one durable sync), ``unsynced_writes`` those with ``sync=False``.
     """
 
-    __slots__ = ("_closed", "_groups", "_removed", "_written", "syncs")
+    __slots__ = ("_closed", "_groups", "_removed", "_written", "syncs", "unsynced_writes")
 
     def __init__(self) -> None:
         self._groups: dict[int, MemoryStorage] = {}
@@ -30,6 +31,7 @@ class MemoryLogEngine:
         self._removed: set[int] = set()
         self._closed = False
         self.syncs = 0
+        self.unsynced_writes = 0
 
     def _check_open(self) -> None:
         if self._closed:
@@ -48,7 +50,10 @@ class MemoryLogEngine:
         self._check_open()
         for gw in batch.groups:
             self._apply(gw)
-        self.syncs += 1
+        if batch.sync:
+            self.syncs += 1
+        else:
+            self.unsynced_writes += 1
 
     def _apply(self, gw: GroupWrite) -> None:
         s = self.storage(gw.group_id)

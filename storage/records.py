@@ -52,6 +52,11 @@ Payloads by type (all integers little endian):
   of the ids still names the groups when the rest of the payload is damaged.
 * ``HARD_STATE_SET`` (group 0): hard states of many groups: u32 count, u32
   crc32 of the ids, then count x u64 each of group ids, terms, votes, commits.
+* ``SYNCED_UP_TO`` (group 0): u64 offset. Last record of a batch written while
+  the segment was synced only up to that offset (an earlier batch was written
+  without ``fdatasync``), so a crash may keep this batch and lose the bytes
+  before it: recovery then knows the gap is not damage (see
+  :mod:`storage.recovery`).
 
 Encoding many small records costs the writer a few Python operations each;
 the set records are built from whole columns at once.
@@ -89,6 +94,7 @@ __all__ = [
     "decode_hard_state",
     "decode_hard_state_set",
     "decode_segment_start",
+    "decode_synced_up_to",
     "decode_snapshot",
     "decode_snapshot_metadata",
     "decode_truncate",
@@ -102,6 +108,7 @@ __all__ = [
     "parse_batch",
     "peek_segment_start",
     "segment_start_payload",
+    "synced_up_to_payload",
     "snapshot_payload",
     "truncate_payload",
     "verified_payload",
@@ -149,9 +156,10 @@ class RecordType:
     GROUP_RESET = 10
     ENTRY_SET = 11
     HARD_STATE_SET = 12
+    SYNCED_UP_TO = 13
 
 
-_MAX_TYPE = RecordType.HARD_STATE_SET
+_MAX_TYPE = RecordType.SYNCED_UP_TO
 #: Record types that hold many groups (their header names group 0).
 SET_TYPES = frozenset({RecordType.ENTRY_SET, RecordType.HARD_STATE_SET})
 _SET_HEAD = struct.Struct("<II")
@@ -592,6 +600,16 @@ def decode_group_reset(payload: bytes) -> tuple[int, int, HardState, ConfState |
 def segment_start_payload(prev_end: int) -> bytes:
     """The ``SEGMENT_START`` payload."""
     return _SEGMENT_START.pack(FORMAT_VERSION, 0, prev_end)
+
+
+def synced_up_to_payload(offset: int) -> bytes:
+    """The ``SYNCED_UP_TO`` payload."""
+    return _U64.pack(offset)
+
+
+def decode_synced_up_to(buf: bytes | memoryview, pstart: int) -> int:
+    """The offset of a ``SYNCED_UP_TO`` payload."""
+    return int(_U64.unpack_from(buf, pstart)[0])
 
 
 def decode_segment_start(buf: bytes | memoryview, pstart: int) -> tuple[int, int]:

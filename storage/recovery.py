@@ -6,7 +6,10 @@ Rules:
   record naming where the previous segment ended, so a segment that lost
   batches at its end is caught even though each batch in it checks out.
 * A batch that does not check out is accepted as the torn tail of a crash
-  only when it is in the last segment and no sound batch follows it. That
+  only when it is in the last segment and every sound batch after it was
+  written before it was synced: none at all, or only batches ending in a
+  ``SYNCED_UP_TO`` record at or below its offset (an unsynced batch that the
+  crash lost while later writes, never synced either, reached the disk). That
   tail is then cut (``truncate`` + ``sync``) so later writes never sit behind
   garbage. A last segment with no sound batch at all is the remains of a
   rotation that never completed, and is deleted.
@@ -40,6 +43,7 @@ from storage.records import (
     decode_hard_state_set,
     decode_segment_start,
     decode_snapshot_metadata,
+    decode_synced_up_to,
     decode_truncate,
     find_next_batch,
     parse_batch,
@@ -188,7 +192,7 @@ def _scan_segment(
             result.write_seqno = max(result.write_seqno, pb.write_seqno)
             off = pb.end
             continue
-        if is_last and find_next_batch(data, off + 8, seq) is None:
+        if is_last and _only_unsynced_writes_follow(data, off, seq):
             return off  # the torn tail of a crash
         all_groups = not pb.header_ok or pb.unknown
         reason = pb.reason or "batch runs past the segment end"
@@ -207,6 +211,18 @@ def _scan_segment(
             seq, len(data), f"segment ends at {len(data)}, the next one says {expected_end}", None
         )
     return off
+
+
+def _only_unsynced_writes_follow(data: bytes, off: int, seq: int) -> bool:
+    """Whether every sound batch after the bad one at ``off`` says ``off`` was not yet synced."""
+    nxt = find_next_batch(data, off + 8, seq)
+    while nxt is not None:
+        pb = parse_batch(data, nxt, seq)
+        last = pb.records[-1]
+        if last[0] != RecordType.SYNCED_UP_TO or decode_synced_up_to(data, last[2]) > off:
+            return False
+        nxt = find_next_batch(data, pb.end, seq)
+    return True
 
 
 def _check_segment_start(
@@ -332,7 +348,7 @@ class _Replayer:
 
     def apply_batch(self, data: bytes, seq: int, records: list[tuple[int, int, int, int]]) -> None:
         for rtype, gid, pstart, plen in records:
-            if rtype == RecordType.SEGMENT_START:
+            if rtype == RecordType.SEGMENT_START or rtype == RecordType.SYNCED_UP_TO:
                 continue
             if rtype == RecordType.ENTRY_SET:
                 self._apply_entry_set(data, seq, pstart, plen)

@@ -1,9 +1,14 @@
 """The live segment files: durable appends, rotation, preallocation, reads, deletion.
 
 One batch goes whole into one segment with one ``pwrite`` and one
-``fdatasync``. When it does not fit what is left of the active segment, a new
-segment starts: its first record names where the previous one ended, and the
-directory is synced before the batch counts as written. Space is reserved
+``fdatasync`` (none for an unsynced batch: it becomes durable with the next
+sync of its segment). When it does not fit what is left of the active segment,
+a new segment starts: the old one is synced first if it holds unsynced bytes
+(so nothing after them can be durable without them), the new one's first
+record names where the previous one ended, and the batch is synced along with
+the directory before it counts as written. A batch written while its segment
+holds unsynced bytes ends with a ``SYNCED_UP_TO`` record naming where the
+synced part ends, for recovery to tell a crash's lost tail from damage. Space is reserved
 with ``posix_fallocate`` a few MiB ahead of the write offset (when
 ``preallocate`` is set), so ``fdatasync`` rarely has a file size to flush and
 reopening reads few zero bytes past the data.
@@ -24,6 +29,7 @@ from storage.records import (
     RecordType,
     encode_record,
     segment_start_payload,
+    synced_up_to_payload,
     verified_payload,
 )
 from storage.recovery import OpenSegment, segment_name
@@ -39,8 +45,12 @@ class SegmentLog:
 
     ``lock`` is the engine lock: the segment table changes under it, and
     :meth:`read_payload` runs under it, so a segment is never closed while read.
-    Counters: ``writes`` and ``syncs`` (one each per batch), ``dir_syncs``,
-    ``bytes_written``.
+    Counters: ``writes`` (batches), ``syncs`` (``fdatasync`` calls: one per
+    synced batch, plus one when a rotation finds unsynced bytes in the old
+    segment), ``unsynced_writes`` (batches written without a sync),
+    ``dir_syncs``, ``bytes_written``. Opening syncs the active segment once (not
+    counted): what a killed process left in the page cache becomes durable
+    before anything is written behind it.
     """
 
     def __init__(
@@ -60,8 +70,13 @@ class SegmentLog:
         self._write_seqno = write_seqno
         self._segment_bytes = segment_bytes
         self._preallocate = preallocate
+        if self._active is not None:
+            self._active.file.sync()
+        #: Bytes of the active segment known durable.
+        self._synced_end = 0 if self._active is None else self._active.end
         self.writes = 0
         self.syncs = 0
+        self.unsynced_writes = 0
         self.dir_syncs = 0
         self.bytes_written = 0
 
@@ -78,23 +93,27 @@ class SegmentLog:
         """Bytes of data in each live segment."""
         return {seq: seg.end for seq, seg in self._segments.items()}
 
-    def append(self, builder: BatchBuilder) -> tuple[int, int, bool]:
-        """Write one batch durably.
+    def append(self, builder: BatchBuilder, sync: bool = True) -> tuple[int, int, bool]:
+        """Write one batch, durably unless ``sync`` is False.
 
         Returns the segment it went to, the offset to add to the builder's body
-        offsets, and whether a new segment was started.
+        offsets, and whether a new segment was started (always synced).
         """
         active = self._active
         size = BATCH_HEADER + builder.size
         rotate = active is None or (active.end + size > self._segment_bytes and active.end > 0)
         if rotate:
+            self.sync()
             prev_end = 0 if active is None else active.end
             seq = 1 if active is None else active.seq + 1
             lead = encode_record(RecordType.SEGMENT_START, 0, segment_start_payload(prev_end))
             offset = allocated = 0
+            sync = True
         else:
             assert active is not None
             seq, lead, offset, allocated = active.seq, b"", active.end, active.allocated
+            if self._synced_end < offset:
+                builder.add(RecordType.SYNCED_UP_TO, 0, synced_up_to_payload(self._synced_end))
         self._write_seqno += 1
         buf, shift = builder.finish(seq, self._write_seqno, lead)
         end = offset + len(buf)
@@ -107,12 +126,15 @@ class SegmentLog:
             allocated = max(end, min(self._segment_bytes, end + _PREALLOCATE_STEP))
             f.allocate(allocated)
         f.pwrite(buf, offset)
-        f.sync()
+        if sync:
+            f.sync()
+            self.syncs += 1
+        else:
+            self.unsynced_writes += 1
         if rotate:
             self._files.sync_dir()
             self.dir_syncs += 1
         self.writes += 1
-        self.syncs += 1
         self.bytes_written += len(buf)
         with self._lock:
             if rotate:
@@ -121,7 +143,17 @@ class SegmentLog:
                 assert active is not None
                 active.end = end
                 active.allocated = allocated
+        if sync:
+            self._synced_end = end
         return seq, offset + shift, rotate
+
+    def sync(self) -> None:
+        """Make the active segment durable if it holds unsynced bytes."""
+        active = self._active
+        if active is not None and self._synced_end < active.end:
+            active.file.sync()
+            self.syncs += 1
+            self._synced_end = active.end
 
     def read_payload(self, seq: int, offset: int, length: int) -> bytes:
         """A record's payload, both checksums verified (``CorruptionError`` otherwise)."""

@@ -142,16 +142,21 @@ def test_apply_checks_commit_command_and_every_replicas_chain() -> None:
     checker.on_apply(2, G, 1, b"cmd", b"chain-1")
     assert checker.violations == []
     assert checker.chain_at(G, 1) == b"chain-1"
-    checker.on_apply(3, G, 1, b"cmd", b"chain-1")  # node 3 never committed index 1
+    # Applied before any durable commit covers index 2: checked once one does.
+    checker.on_apply(3, G, 2, b"early", b"chain-2")
+    assert checker.violations == []
     checker.on_apply(2, G, 1, b"other", b"chain-1")
     checker.on_apply(2, G, 1, b"cmd", b"chain-X")
     checker.on_apply_out_of_order(2, G, 1, 1)
+    persist(e[1], [(2, 1, encode_header(1, 2) + b"committed")], term=1, commit=2)
     assert kinds(checker) == ["state machine safety"] * 4
     details = [v.detail for v in checker.violations]
-    assert details[0] == "node 3 applied index 1 beyond its durable commit index 0"
-    assert details[1] == "node 2 applied at index 1 a command other than the committed one"
-    assert "different sequence of commands up to index 1" in details[2]
-    assert details[3] == "node 2 applied index 1 after having applied 1"
+    assert details[0] == "node 2 applied at index 1 a command other than the committed one"
+    assert "different sequence of commands up to index 1" in details[1]
+    assert details[2] == "node 2 applied index 1 after having applied 1"
+    assert details[3] == (
+        "node 3 applied at index 2 a command other than the one committed there later"
+    )
 
 
 def test_violations_stop_being_recorded_past_the_limit_and_call_the_hook() -> None:

@@ -341,3 +341,5 @@ class SimCluster:
             self.trace.record("crash", f"node {node_id}")
             sn.scope.cancel()
             await sn.done.wait()
+            # What the node wrote without a sync may not have reached the disk.
+            sn.engine.lose_unsynced()

@@ -11,7 +11,15 @@ batch's groups on disk (:meth:`SimLogEngine.interrupted`): recovery may keep an
 unacknowledged tail, never lose an acknowledged one. The engine object outlives
 the node: a restarted node opens the same engine, that is, its durable state.
 
-Every write that takes effect is reported to a :class:`WriteObserver` (the
+A batch written with ``sync=False`` is visible to the node at once but not
+durable: it becomes durable with the next synced write (or group removal), and
+a crash before then (:meth:`SimLogEngine.lose_unsynced`) keeps a random prefix
+of the unsynced batches and undoes the rest, as the durable engine's recovery
+cuts its log at the first lost batch. The coordinator may skip the sync only for
+commit index moves, so an unsynced batch holding anything else, or a hard
+state with a new term or vote, is refused with ``ValueError``.
+
+Every write that becomes durable is reported to a :class:`WriteObserver` (the
 safety checker reads the group storages from there).
 """
 
@@ -21,7 +29,8 @@ import random
 from collections.abc import Callable, Iterable
 from typing import Any, Protocol
 
-from multiraft.ports import GroupStorage, LogEngine, WriteBatch
+from multiraft.ports import GroupStorage, GroupWrite, LogEngine, WriteBatch
+from multiraft.raft.types import HardState
 
 __all__ = ["DiskModel", "SimLogEngine", "WriteObserver"]
 
@@ -65,7 +74,9 @@ class SimLogEngine:
     __slots__ = (
         "_inner",
         "_removed",
+        "_unsynced",
         "disk",
+        "lost_unsynced_writes",
         "lost_writes",
         "node_id",
         "observer",
@@ -86,24 +97,81 @@ class SimLogEngine:
         self.lost_writes = 0
         #: Writes in progress when the node crashed that left a prefix of their batch.
         self.torn_writes = 0
+        #: Unsynced batches undone by crashes.
+        self.lost_unsynced_writes = 0
+        #: Unsynced batches written since the last sync, each with the hard
+        #: states its groups had before it (to undo it at a crash).
+        self._unsynced: list[tuple[WriteBatch, list[tuple[int, HardState]]]] = []
 
     def storage(self, group_id: int) -> GroupStorage:
         """The durable log of ``group_id`` (created empty when new)."""
         return self._inner.storage(group_id)
 
     def write(self, batch: WriteBatch) -> None:
-        """Make ``batch`` durable and tell the observer."""
+        """Make ``batch`` durable (and the unsynced ones before it) and tell the observer.
+
+        A batch with ``sync=False`` only takes effect: durable at the next sync.
+        """
+        if not batch.sync:
+            self._unsynced.append((batch, self._hard_states_before(batch)))
+            self._inner.write(batch)
+            return
+        # Reported before this batch changes the storage (it may compact their entries).
+        self._synced()
         self._inner.write(batch)
         for gw in batch.groups:
             self._removed.discard(gw.group_id)
         self.observer.on_write(self.node_id, self, batch)
+
+    def _hard_states_before(self, batch: WriteBatch) -> list[tuple[int, HardState]]:
+        """The stored hard states of ``batch``'s groups; ``ValueError`` if it must sync."""
+        before = []
+        for gw in batch.groups:
+            gid = gw.group_id
+            hs = gw.hard_state
+            if hs is None or not gw.holds_only_hard_state():
+                raise ValueError(f"group {gid}: an unsynced write holds more than a commit index")
+            prev = self._inner.storage(gid).initial_state()[0]
+            if (hs.term, hs.vote) != (prev.term, prev.vote) or hs.commit < prev.commit:
+                raise ValueError(
+                    f"group {gid}: an unsynced write changes more than the commit index"
+                    f" ({prev} -> {hs})"
+                )
+            before.append((gid, prev))
+        return before
+
+    def _synced(self) -> None:
+        """The unsynced batches are durable now: tell the observer, in order."""
+        pending = self._unsynced
+        if pending:
+            self._unsynced = []
+            for batch, _ in pending:
+                self.observer.on_write(self.node_id, self, batch)
+
+    def write_back(self) -> None:
+        """Make the unsynced batches durable, as a disk eventually writes its cache back."""
+        self._synced()
+
+    def lose_unsynced(self) -> None:
+        """The node crashed: keep a random prefix of the unsynced batches, undo the rest."""
+        pending = self._unsynced
+        if not pending:
+            return
+        kept = self.disk.rng.randrange(len(pending) + 1)
+        self._unsynced = pending[:kept]
+        self._synced()
+        for _, before in reversed(pending[kept:]):
+            for gid, hs in before:
+                self._inner.write(WriteBatch([GroupWrite(gid, hard_state=hs)]))
+        self.lost_unsynced_writes += len(pending) - kept
 
     def group_ids(self) -> Iterable[int]:
         """Groups with durable state."""
         return self._inner.group_ids()
 
     def remove_group(self, group_id: int) -> None:
-        """Durably drop ``group_id`` and tell the observer."""
+        """Durably drop ``group_id`` and tell the observer (a sync, as on a real disk)."""
+        self._synced()
         self._inner.remove_group(group_id)
         self._removed.add(group_id)
         self.observer.on_remove(self.node_id, group_id)
@@ -131,6 +199,6 @@ class SimLogEngine:
         if len(batch.groups) > 1 and rng.random() < self.disk.torn_write_rate:
             kept = rng.randrange(1, len(batch.groups))
             self.torn_writes += 1
-            self.write(WriteBatch(batch.groups[:kept]))
+            self.write(WriteBatch(batch.groups[:kept], batch.sync))
             return
         self.lost_writes += 1
