@@ -218,6 +218,8 @@ def _only_unsynced_writes_follow(data: bytes, off: int, seq: int) -> bool:
     nxt = find_next_batch(data, off + 8, seq)
     while nxt is not None:
         pb = parse_batch(data, nxt, seq)
+        if not pb.records:
+            return False
         last = pb.records[-1]
         if last[0] != RecordType.SYNCED_UP_TO or decode_synced_up_to(data, last[2]) > off:
             return False
