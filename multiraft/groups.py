@@ -268,6 +268,7 @@ class GroupTable:
             r.quiesced = True
             self.active.pop(r, None)
             self.counters.quiesce_events += 1
+            r.rawnode.raft.trk.share_idle_windows()
 
     # ------------------------------------------------------------- membership
 

@@ -166,7 +166,7 @@ class Node:
         """
         r = self._live_replica(group_id)
         done = Waiter()
-        r.campaign_waiters.append(done)
+        r.add_campaign_waiter(done)
         self._requests.add(r, Replica.campaign)
         await done.wait()
 

@@ -25,6 +25,9 @@ __all__ = ["AppliedBatch", "Replica", "SnapshotPolicy"]
 _log = logging.getLogger("multiraft.replica")
 
 _FOLLOWER = StateType.FOLLOWER
+#: What the request lists of a replica hold while empty, which is almost always
+#: for most groups of a busy node: no list of their own for the collector to visit.
+_NOTHING: tuple[()] = ()
 
 
 @attrs.frozen(slots=True)
@@ -141,10 +144,11 @@ class Replica:
         self.last_active_tick = -2
         #: A campaign waits until the committed membership entries are applied.
         self.wants_campaign = False
-        self.campaign_waiters: list[Waiter] = []
+        #: The three request lists below are an empty tuple until their first item.
+        self.campaign_waiters: list[Waiter] | tuple[()] = _NOTHING
         #: Requests for the driver to run against the RawNode, in order; queued
         #: proposals are gathered into one raft proposal per cycle.
-        self.ops: list[Callable[[Replica], None] | Proposal] = []
+        self.ops: list[Callable[[Replica], None] | Proposal] | tuple[()] = _NOTHING
         #: Proposals of this node, by sequence number.
         self.proposal_waiters: dict[int, Waiter] = {}
         #: Leader-side proposals by the index they were appended at, to detect loss.
@@ -152,7 +156,7 @@ class Replica:
         #: Read requests by context, until raft answers with a read index.
         self.read_waiters: dict[bytes, Waiter] = {}
         #: ``(read index, seq, waiter)`` until the state machine applied that far.
-        self.reads_awaiting_apply: list[tuple[int, int, Waiter]] = []
+        self.reads_awaiting_apply: list[tuple[int, int, Waiter]] | tuple[()] = _NOTHING
         #: Writes of the coordinator itself (conf state, created snapshot) for the next batch.
         self.pending_write: GroupWrite | None = None
         #: A Ready whose commands a worker thread is applying (blocking state machines).
@@ -199,9 +203,17 @@ class Replica:
             self.rawnode.campaign()
         waiters = self.campaign_waiters
         if waiters:
-            self.campaign_waiters = []
+            self.campaign_waiters = _NOTHING
             for w in waiters:
                 w.set_result(None)
+
+    def add_campaign_waiter(self, waiter: Waiter) -> None:
+        """Release ``waiter`` once the next queued campaign request has run."""
+        waiters = self.campaign_waiters
+        if isinstance(waiters, list):
+            waiters.append(waiter)
+        else:
+            self.campaign_waiters = [waiter]
 
     def write_for_next_batch(self) -> GroupWrite:
         """The coordinator's own pending write for this group (created on first use)."""
@@ -279,16 +291,24 @@ class Replica:
         """Release ``waiter`` once the state machine applied ``index``."""
         if self.applied >= index:
             waiter.set_result(index)
+            return
+        pending = self.reads_awaiting_apply
+        if isinstance(pending, list):
+            heappush(pending, (index, seq, waiter))
         else:
-            heappush(self.reads_awaiting_apply, (index, seq, waiter))
+            self.reads_awaiting_apply = [(index, seq, waiter)]
 
     def release_reads(self) -> None:
         """Release the reads whose index the state machine has reached."""
         pending = self.reads_awaiting_apply
+        if not isinstance(pending, list):
+            return
         applied = self.applied
         while pending and pending[0][0] <= applied:
             index, _, waiter = heappop(pending)
             waiter.set_result(index)
+        if not pending:
+            self.reads_awaiting_apply = _NOTHING
 
     def fail_all(self, error: BaseException) -> None:
         """Fail every outstanding request of this replica with ``error``."""
@@ -301,10 +321,10 @@ class Replica:
         self.proposal_waiters.clear()
         self.index_waiters.clear()
         self.read_waiters.clear()
-        self.reads_awaiting_apply.clear()
+        self.reads_awaiting_apply = _NOTHING
         # Queued proposals have their waiters in proposal_waiters too.
-        self.ops.clear()
+        self.ops = _NOTHING
         for w in self.campaign_waiters:
             w.set_error(error)
-        self.campaign_waiters.clear()
+        self.campaign_waiters = _NOTHING
         self.wants_campaign = False

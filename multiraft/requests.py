@@ -46,9 +46,12 @@ class RequestQueue:
 
     def add(self, r: Replica, op: Callable[[Replica], None] | Proposal) -> None:
         """Queue ``op`` for ``r`` and wake the driver."""
-        if not r.ops:
+        ops = r.ops
+        if isinstance(ops, list):
+            ops.append(op)
+        else:
             self._pending.append(r)
-        r.ops.append(op)
+            r.ops = [op]
         self._signal()
 
     def run(self) -> None:
@@ -61,7 +64,7 @@ class RequestQueue:
         dirty = table.dirty
         for r in pending:
             ops = r.ops
-            r.ops = []
+            r.ops = ()
             if r.removed:
                 continue
             if r.failed is not None:

@@ -158,7 +158,9 @@ def test_changer_never_mutates_its_inputs() -> None:
     before_progress = {k: repr(v) for k, v in members[1].items()}
     config, progress = changer(members).simple([cc(LEARNER, 2)])
     progress[1].match = 9
-    progress[1].inflights.add(3, 1)
+    progress[1].become_replicate()
+    progress[1].sent_entries(1, 1)
+    assert progress[1].inflights.count() == 1
     assert state(members) == before_state
     assert {k: repr(v) for k, v in members[1].items()} == before_progress
     assert not members[1][2].is_learner

@@ -13,12 +13,17 @@ import trio.testing
 
 from multiraft.bench import groups_bench as gb
 from multiraft.group_spec import GroupSpec
+from multiraft.proposals import Waiter
 from multiraft.raft.interning import InternTable
 from multiraft.raft.quorum import JointConfig, MajorityConfig
+from multiraft.raft.rawnode import RawNode
 from multiraft.raft.read_only import ReadOnly
 from multiraft.raft.tracker import ProgressTracker, TrackerConfig
-from multiraft.raft.types import Entry, Message, MessageType, ReadOnlyOption
+from multiraft.raft.types import ConfState, Entry, Message, MessageType, ReadOnlyOption
 from multiraft.raft.unstable import Unstable
+from multiraft.replica import Replica, SnapshotPolicy
+from multiraft.requests import RequestQueue
+from raft_harness import new_storage, new_test_config
 from storage import MemoryStorage
 from transport import MemoryNetwork
 
@@ -119,17 +124,19 @@ def test_fresh_memory_storages_share_their_dummy_entry() -> None:
 #: group cost 112 (37.3 per replica): each replica also had its own membership
 #: (TrackerConfig, JointConfig, MajorityConfig and its frozenset), a bound
 #: method, the list of ReadOnly, the list of the empty unstable tail and a dummy
-#: log entry. What is left: 3 x 7 lists (Raft 3, Replica 3, the stored log 1), the
-#: dict of Progress, 3 Progress with their Inflights each, the initial snapshot and
-#: the dummy entry it leaves in the log per replica (a group starts from a snapshot,
-#: not from one membership entry per peer: 10 entries were 4 entries and 3
-#: snapshots, 88 objects 85), the leader's empty entry (shared by the three nodes
-#: through the memory network), and one of each per-replica object.
+#: log entry. A group then started from a snapshot, not from one membership entry
+#: per peer (10 entries became 4 entries and 3 snapshots: 88 objects, 85). Then
+#: the empty outboxes of Raft and the empty request lists of Replica became the
+#: shared empty tuple (6 lists per replica), every Progress with nothing in flight
+#: shares one empty Inflights window, and equal SoftStates are one instance
+#: (85 objects, 55). What is left: the stored log's list, the dict of Progress, 3
+#: Progress, the initial snapshot and the dummy entry it leaves in the log per
+#: replica, the leader's empty entry (shared by the three nodes through the memory
+#: network), and one of each per-replica object.
 IDLE_GROUP_CENSUS = {
     "Entry": 4,
     "GatedStorage": 3,
     "HardState": 3,
-    "Inflights": 9,
     "MemoryStorage": 3,
     "Progress": 9,
     "ProgressTracker": 3,
@@ -139,11 +146,10 @@ IDLE_GROUP_CENSUS = {
     "ReadOnly": 3,
     "Replica": 3,
     "Snapshot": 3,
-    "SoftState": 3,
     "Unstable": 3,
     "_CounterMachine": 3,
     "dict": 3,
-    "list": 21,
+    "list": 3,
 }
 
 _HELD_BUILTINS = (list, dict, set, frozenset, tuple, collections.deque, types.MethodType)
@@ -197,4 +203,72 @@ async def test_an_idle_group_keeps_an_exact_census_of_objects_on_three_nodes(
         grown = _census() - before
     per_group = {name: n / per_batch for name, n in sorted(grown.items())}
     assert per_group == IDLE_GROUP_CENSUS
-    assert sum(per_group.values()) == 85
+    assert sum(per_group.values()) == 55
+
+
+def _replica() -> Replica:
+    storage = new_storage([1])
+    rn = RawNode(new_test_config(1, 10, 1, storage))
+    return Replica(
+        7, 1, rn, storage, gb._CounterMachine(), SnapshotPolicy(0, 0, 0), ConfState(voters=(1,)), 0
+    )
+
+
+def _outcome(w: Waiter) -> object:
+    assert w.done
+    return w._error if w._error is not None else w._value
+
+
+def test_request_lists_of_a_replica_are_the_empty_tuple_until_used_and_after() -> None:
+    r = _replica()
+    assert (r.campaign_waiters, r.ops, r.reads_awaiting_apply) == ((), (), ())
+    assert not r.has_pending_requests
+    w1, w2 = Waiter(), Waiter()
+    r.add_campaign_waiter(w1)
+    r.add_campaign_waiter(w2)
+    assert r.campaign_waiters == [w1, w2]
+    r.campaign()
+    assert (r.campaign_waiters, _outcome(w1), _outcome(w2)) == ((), None, None)
+    r.applied = 3
+    now, later, first = Waiter(), Waiter(), Waiter()
+    r.await_apply(3, 1, now)
+    assert (_outcome(now), r.reads_awaiting_apply) == (3, ())
+    r.await_apply(9, 2, later)
+    r.await_apply(5, 3, first)
+    assert [(i, s) for i, s, _ in r.reads_awaiting_apply] == [(5, 3), (9, 2)]
+    assert r.has_pending_requests
+    r.applied = 6
+    r.release_reads()
+    assert (_outcome(first), later.done, len(r.reads_awaiting_apply)) == (5, False, 1)
+    r.applied = 9
+    r.release_reads()
+    assert (_outcome(later), r.reads_awaiting_apply) == (9, ())
+    r.release_reads()
+    assert not r.has_pending_requests
+
+
+def test_failing_a_replica_fails_its_waiters_and_leaves_the_empty_tuples() -> None:
+    r = _replica()
+    campaign, read = Waiter(), Waiter()
+    r.add_campaign_waiter(campaign)
+    r.await_apply(4, 1, read)
+    queue = RequestQueue(None, lambda: None)  # adding needs no table
+    queue.add(r, Replica.campaign)
+    error = RuntimeError("stopped")
+    r.fail_all(error)
+    assert (_outcome(campaign), _outcome(read)) == (error, error)
+    assert (r.campaign_waiters, r.ops, r.reads_awaiting_apply) == ((), (), ())
+
+
+def test_queued_requests_make_one_list_and_queue_the_replica_once() -> None:
+    r = _replica()
+    signals: list[None] = []
+    queue = RequestQueue(None, lambda: signals.append(None))  # adding needs no table
+    first = Replica.campaign
+
+    def second(replica: Replica) -> None:
+        return None
+
+    queue.add(r, first)
+    queue.add(r, second)
+    assert (r.ops, queue._pending, len(signals)) == ([first, second], [r], 2)

@@ -7,9 +7,19 @@ import pytest
 from multiraft.raft.inflights import Inflights
 from multiraft.raft.progress import Progress
 from multiraft.raft.quorum import JointConfig, MajorityConfig
+from multiraft.raft.rawnode import RawNode
 from multiraft.raft.tracker import TrackerConfig
-from multiraft.raft.types import Entry, Message, MessageType, ProgressState
-from raft_harness import new_test_raft
+from multiraft.raft.types import (
+    NONE,
+    Entry,
+    Message,
+    MessageType,
+    ProgressState,
+    ReadState,
+    SoftState,
+    StateType,
+)
+from raft_harness import new_storage, new_test_config, new_test_raft
 
 MT = MessageType
 
@@ -95,3 +105,127 @@ def test_new_term_restarts_the_same_progress_objects_and_drops_pending_reads() -
         (3, 0, last + 1),
     ]
     assert (r.read_only.pending, r.read_only.queue) == ({}, [])
+
+
+def test_every_progress_starts_with_the_one_shared_empty_window_per_limits() -> None:
+    a = new_test_raft(1, peers=[1, 2, 3])
+    b = new_test_raft(2, peers=[1, 2, 3])
+    windows = {id(pr.inflights) for r in (a, b) for pr in r.trk.progress.values()}
+    shared = Inflights.shared_empty(256, 0)
+    assert windows == {id(shared)} and shared.is_shared
+    assert Inflights.shared_empty(256, 10) is not shared
+    assert Inflights.shared_empty(256, 10) is Inflights.shared_empty(256, 10)
+    assert (shared.count(), shared.bytes(), shared.full()) == (0, 0, False)
+
+
+def test_a_shared_window_refuses_appends_and_stays_empty_through_frees_and_resets() -> None:
+    w = Inflights.shared_empty(3, 0)
+    with pytest.raises(RuntimeError, match="shared window"):
+        w.add(1, 10)
+    w.free_le(100)
+    w.free_first_one()
+    w.reset()
+    assert (w._indexes, w._sizes, w.count(), w.bytes(), w.is_shared) == (None, None, 0, 0, True)
+    assert w.clone() is w
+    own = w.private()
+    assert (own.is_shared, own.size, own.max_bytes) == (False, 3, 0) and own is not w
+    assert own.private() is own
+
+
+def test_first_replicated_append_gives_the_progress_a_private_window_of_the_same_limits() -> None:
+    r = new_test_raft(1, peers=[1, 2, 3], max_inflight_msgs=2)
+    r.become_candidate()
+    r.become_leader()
+    r.read_messages()
+    last = r.raft_log.last_index()
+    shared = Inflights.shared_empty(2, 0)
+    assert all(pr.inflights is shared for pr in r.trk.progress.values())
+    r.step(Message(type=MT.APP_RESP, from_=2, to=1, term=r.term, index=last))
+    pr2, pr3 = r.trk.progress[2], r.trk.progress[3]
+    assert pr2.state == ProgressState.REPLICATE and pr2.inflights is shared
+    r.read_messages()
+    r.step(Message(type=MT.PROP, from_=1, to=1, entries=[Entry(0, 0, data=b"a")]))
+    r.step(Message(type=MT.PROP, from_=1, to=1, entries=[Entry(0, 0, data=b"b")]))
+    apps = [(m.to, m.index, [e.index for e in m.entries]) for m in r.read_messages()]
+    assert (2, last, [last + 1]) in apps and (2, last + 1, [last + 2]) in apps
+    assert pr2.inflights is not shared and not pr2.inflights.is_shared
+    assert (pr2.inflights.count(), pr2.inflights.full(), pr2.inflights.size) == (2, True, 2)
+    # Peer 3 (still probing) and every other group's progress keep the empty shared one.
+    assert pr3.inflights is shared and r.trk.progress[1].inflights is shared
+    assert (shared.count(), shared.bytes()) == (0, 0)
+    other = new_test_raft(4, peers=[4, 5], max_inflight_msgs=2)
+    assert all(pr.inflights is shared for pr in other.trk.progress.values())
+    # Acknowledged, the window empties but stays private until the group is idle.
+    r.step(Message(type=MT.APP_RESP, from_=2, to=1, term=r.term, index=last + 2))
+    assert (pr2.inflights.count(), pr2.inflights.is_shared) == (0, False)
+    r.trk.share_idle_windows()
+    assert pr2.inflights is shared
+
+
+def test_idle_windows_are_shared_again_only_when_nothing_is_in_flight() -> None:
+    pr = Progress(5, Inflights.shared_empty(4, 100), match=4)
+    pr.become_replicate()
+    pr.sent_entries(2, 30)
+    private = pr.inflights
+    assert (pr.next, private.count(), private.bytes(), private.is_shared) == (7, 1, 30, False)
+    pr.share_window_if_empty()
+    assert pr.inflights is private
+    private.free_le(6)
+    pr.share_window_if_empty()
+    assert pr.inflights is Inflights.shared_empty(4, 100)
+    clone = pr.clone()
+    assert clone.inflights is pr.inflights
+
+
+def test_outboxes_start_as_the_shared_empty_tuple_and_are_given_back_empty() -> None:
+    r = new_test_raft(1, peers=[1, 2, 3])
+    assert (r.msgs, r.read_states, r.pending_read_index_messages) == ((), (), ())
+    assert r.read_messages() == [] and r.msgs == ()
+    r.step(Message(type=MT.HUP, from_=1, to=1))
+    assert isinstance(r.msgs, list) and [m.to for m in r.msgs] == [2, 3]
+    sent = r.read_messages()
+    assert [(m.type, m.to) for m in sent] == [(MT.VOTE, 2), (MT.VOTE, 3)] and r.msgs == ()
+    r.step(Message(type=MT.VOTE_RESP, from_=2, to=1, term=r.term))
+    assert r.state == StateType.LEADER
+    # Until an entry of its term commits, the leader parks reads.
+    r.read_messages()
+    r.step(Message(type=MT.READ_INDEX, from_=1, to=1, entries=[Entry(0, 0, data=b"ctx")]))
+    assert [m.entries[0].data for m in r.pending_read_index_messages] == [b"ctx"]
+    last = r.raft_log.last_index()
+    r.step(Message(type=MT.APP_RESP, from_=2, to=1, term=r.term, index=last))
+    assert r.pending_read_index_messages == ()
+    r.read_messages()
+    r.step(Message(type=MT.HEARTBEAT_RESP, from_=2, to=1, term=r.term, context=b"ctx"))
+    assert r.read_states == [ReadState(index=last, request_ctx=b"ctx")]
+
+
+def test_ready_hands_out_lists_and_puts_the_shared_empty_tuple_back() -> None:
+    storage = new_storage([1])
+    rn = RawNode(new_test_config(1, 10, 1, storage))
+    rn.campaign()
+    rd = rn.ready()
+    assert isinstance(rd.messages, list) and rd.read_states == []
+    assert (rn.raft.msgs, rn.raft.read_states) == ((), ())
+    storage.append(rd.entries)
+    if rd.hard_state is not None:
+        storage.set_hard_state(rd.hard_state)
+    rn.advance(rd)
+    rn.read_index(b"r1")
+    rd = rn.ready()
+    assert rd.read_states == [ReadState(index=rn.raft.raft_log.committed, request_ctx=b"r1")]
+    assert rd.messages == [] and isinstance(rd.messages, list)
+    assert rn.raft.read_states == ()
+    rn.advance(rd)
+    assert not rn.has_ready()
+
+
+def test_equal_soft_states_are_one_instance() -> None:
+    a = new_test_raft(1, peers=[1, 2, 3])
+    b = new_test_raft(2, peers=[1, 2, 3])
+    assert a.soft_state() is b.soft_state() == SoftState(NONE, StateType.FOLLOWER)
+    a.become_candidate()
+    a.become_leader()
+    b.become_follower(a.term, 1)
+    assert a.soft_state() is a.soft_state() == SoftState(1, StateType.LEADER)
+    assert b.soft_state() == SoftState(1, StateType.FOLLOWER)
+    assert b.soft_state() is not a.soft_state()

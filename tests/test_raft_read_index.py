@@ -55,7 +55,7 @@ def test_safe_read_sends_a_heartbeat_round_carrying_the_request_context() -> Non
         (MT.HEARTBEAT, 2, 1, b"ctx", 1),
         (MT.HEARTBEAT, 3, 1, b"ctx", 0),
     ]
-    assert r.read_states == []
+    assert not r.read_states
 
 
 def test_safe_read_is_answered_with_the_commit_index_of_the_request_time_once_a_quorum_acks() -> (
@@ -82,7 +82,7 @@ def test_safe_read_waits_for_a_quorum_and_counts_each_follower_once() -> None:
     r.step(read_index(1, b"ctx"))
     r.step(heartbeat_ack(2, b"ctx"))
     r.step(heartbeat_ack(2, b"ctx"))
-    assert r.read_states == []
+    assert not r.read_states
     r.step(heartbeat_ack(4, b"ctx"))
     assert r.read_states == [ReadState(index=1, request_ctx=b"ctx")]
 
@@ -109,7 +109,7 @@ def test_heartbeat_ack_without_context_confirms_no_read() -> None:
     r.step(read_index(1, b"ctx"))
     r.step(heartbeat_ack(2, b""))
     r.step(heartbeat_ack(3, b"other"))
-    assert r.read_states == []
+    assert not r.read_states
 
 
 def test_safe_reads_from_every_member_return_the_commit_index_at_request_time() -> None:
@@ -147,7 +147,7 @@ def test_read_waits_until_the_new_leader_commits_an_entry_of_its_term() -> None:
     lead = members[0]
     assert (lead.state, lead.term, lead.raft_log.committed) == (LEADER, 2, 1)
     nt.send(read_index(1, b"ctx"))
-    assert lead.read_states == []
+    assert not lead.read_states
     nt.recover()
     # The heartbeat round makes the followers fetch index 3 (term 2); its commit
     # releases the parked read, answered at that commit index.
@@ -191,7 +191,7 @@ def test_lease_read_also_waits_for_an_entry_of_the_leader_term() -> None:
     )
     elect(r)
     r.step(read_index(1, b"ctx"))
-    assert r.read_states == []
+    assert not r.read_states
     r.step(Message(type=MT.APP_RESP, from_=2, to=1, term=1, index=1))
     assert r.read_states == [ReadState(index=1, request_ctx=b"ctx")]
 
@@ -223,7 +223,7 @@ def test_follower_forwards_a_read_to_the_leader_and_records_the_answer() -> None
         1,
         (Entry(0, 0, data=b"ctx"),),
     )
-    assert lead.read_states == []
+    assert not lead.read_states
     f.step(answer)
     assert f.read_states == [ReadState(index=1, request_ctx=b"ctx")]
 
@@ -232,7 +232,7 @@ def test_follower_without_a_leader_drops_a_read() -> None:
     f = new_test_raft(2, peers=[1, 2, 3])
     f.become_follower(1, NONE)
     f.step(read_index(2, b"ctx"))
-    assert (f.read_messages(), f.read_states) == ([], [])
+    assert (f.read_messages(), list(f.read_states)) == ([], [])
 
 
 @pytest.mark.parametrize("requester", [1, 2])

@@ -167,7 +167,7 @@ class Changer:
     def _new_progress(self, is_learner: bool) -> Progress:
         return Progress(
             max(self.last_index, 1),
-            Inflights(self.max_inflight, self.max_inflight_bytes),
+            Inflights.shared_empty(self.max_inflight, self.max_inflight_bytes),
             is_learner=is_learner,
             # A new member counts as active so check-quorum does not depose the
             # leader before the member had a chance to answer.

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from collections import deque
 
+from multiraft.raft.interning import InternTable
+
 __all__ = ["Inflights"]
 
 
@@ -14,9 +16,14 @@ class Inflights:
     window up to the index a follower acknowledges. Sending stops while the
     window is :meth:`full`: by message count (``size``) or, when ``max_bytes``
     is non-zero, by total payload bytes.
+
+    A window from :meth:`shared_empty` is one instance shared by every progress
+    with the same limits that has nothing in flight (followers' views of their
+    peers, idle leaders): it stays empty for good, :meth:`add` refuses it, and
+    the progress swaps it for a private window before its first append.
     """
 
-    __slots__ = ("_bytes", "_indexes", "_sizes", "max_bytes", "size")
+    __slots__ = ("_bytes", "_indexes", "_sizes", "is_shared", "max_bytes", "size")
 
     def __init__(self, size: int, max_bytes: int = 0) -> None:
         if size <= 0:
@@ -31,6 +38,22 @@ class Inflights:
         self._indexes: deque[int] | None = None
         self._sizes: deque[int] | None = None
         self._bytes = 0
+        self.is_shared = False
+
+    @classmethod
+    def shared_empty(cls, size: int, max_bytes: int = 0) -> Inflights:
+        """The empty window shared by every progress with these limits (see the class)."""
+        key = (size, max_bytes)
+        w = _SHARED_WINDOWS.get(key)
+        if w is None:
+            w = cls(size, max_bytes)
+            w.is_shared = True
+            w = _SHARED_WINDOWS.add(key, w)
+        return w
+
+    def private(self) -> Inflights:
+        """This window if it is private, else a new empty private one with its limits."""
+        return Inflights(self.size, self.max_bytes) if self.is_shared else self
 
     def __repr__(self) -> str:
         return (
@@ -41,12 +64,14 @@ class Inflights:
     def add(self, index: int, size_bytes: int) -> None:
         """Record an append whose last entry is ``index``.
 
-        Raises RuntimeError if the window is full or ``index`` does not exceed the
-        last recorded one: either is a bug in the caller.
+        Raises RuntimeError if the window is full, shared, or ``index`` does not
+        exceed the last recorded one: each is a bug in the caller.
         """
         indexes = self._indexes
         sizes = self._sizes
         if indexes is None or sizes is None:
+            if self.is_shared:
+                raise RuntimeError(f"cannot add index {index} to a shared window: {self!r}")
             indexes = self._indexes = deque()
             sizes = self._sizes = deque()
         elif self.full():
@@ -98,14 +123,21 @@ class Inflights:
 
     def reset(self) -> None:
         """Forget every in-flight append."""
-        self._indexes = self._sizes = None
-        self._bytes = 0
+        if self._indexes is not None:
+            self._indexes = self._sizes = None
+            self._bytes = 0
 
     def clone(self) -> Inflights:
-        """An independent copy with the same limits and contents."""
+        """An independent copy with the same limits and contents (a shared window is
+        its own copy: it never holds anything)."""
+        if self.is_shared:
+            return self
         other = Inflights(self.size, self.max_bytes)
         if self._indexes is not None and self._sizes is not None:
             other._indexes = deque(self._indexes)
             other._sizes = deque(self._sizes)
         other._bytes = self._bytes
         return other
+
+
+_SHARED_WINDOWS: InternTable[tuple[int, int], Inflights] = InternTable()

@@ -109,6 +109,16 @@ class Progress:
         self._start(next, match)
         self.inflights.reset()
 
+    def share_window_if_empty(self) -> None:
+        """Hand back a private window with nothing in flight for the shared empty one.
+
+        Nothing observable changes (an empty window is an empty window); the
+        private one is made again on the next append sent in REPLICATE.
+        """
+        w = self.inflights
+        if not w.is_shared and w.count() == 0:
+            self.inflights = Inflights.shared_empty(w.size, w.max_bytes)
+
     def reset_state(self, state: ProgressState) -> None:
         """Enter ``state`` with flow unpaused, no pending snapshot, no probe and an empty window."""
         self.msg_app_flow_paused = False
@@ -155,7 +165,10 @@ class Progress:
         if self.state == ProgressState.REPLICATE:
             if entries > 0:
                 self.next += entries
-                self.inflights.add(self.next - 1, size_bytes)
+                w = self.inflights
+                if w.is_shared:
+                    w = self.inflights = w.private()
+                w.add(self.next - 1, size_bytes)
         elif self.state == ProgressState.PROBE:
             self.msg_app_flow_paused = True
             self.probe_next = self.next + entries

@@ -22,6 +22,7 @@ from multiraft.raft.errors import (
     SnapshotTemporarilyUnavailableError,
     UnavailableError,
 )
+from multiraft.raft.interning import InternTable
 from multiraft.raft.log import RaftLog
 from multiraft.raft.progress import Progress
 from multiraft.raft.quorum import VoteResult
@@ -66,6 +67,10 @@ _SNAPSHOT = ProgressState.SNAPSHOT
 _VOTE_TYPES = (_MT.VOTE, _MT.PRE_VOTE)
 _VOTE_FAMILY = (_MT.VOTE, _MT.VOTE_RESP, _MT.PRE_VOTE, _MT.PRE_VOTE_RESP)
 _MASK64 = (1 << 64) - 1
+_NO_MESSAGES: tuple[Message, ...] = ()
+_NO_READ_STATES: tuple[ReadState, ...] = ()
+#: SoftState is immutable and takes one of a few values per node: share them.
+_SOFT_STATES: InternTable[tuple[int, StateType], SoftState] = InternTable()
 
 
 def _splitmix64(state: int) -> tuple[int, int]:
@@ -133,11 +138,14 @@ class Raft:
         self.max_msg_size = c.max_size_per_msg
         self.max_uncommitted_size = c.effective_max_uncommitted_size()
         self.trk = ProgressTracker(c.max_inflight_msgs, c.max_inflight_bytes)
-        self.msgs: list[Message] = []
-        self.read_states: list[ReadState] = []
+        # The three outboxes are empty almost all the time in a node hosting many
+        # idle groups: they start as the shared empty tuple and become a list on
+        # their first item, and whoever takes their items puts the tuple back.
+        self.msgs: list[Message] | tuple[Message, ...] = _NO_MESSAGES
+        self.read_states: list[ReadState] | tuple[ReadState, ...] = _NO_READ_STATES
         self.lead_transferee = NONE
         self.pending_conf_index = 0
-        self.pending_read_index_messages: list[Message] = []
+        self.pending_read_index_messages: list[Message] | tuple[Message, ...] = _NO_MESSAGES
         self.uncommitted_size = 0
         self.read_only = ReadOnly(c.read_only_option)
         self.election_elapsed = 0
@@ -177,8 +185,12 @@ class Raft:
         return self.lead != NONE
 
     def soft_state(self) -> SoftState:
-        """The volatile state reported in Ready."""
-        return SoftState(lead=self.lead, raft_state=self.state)
+        """The volatile state reported in Ready (one shared instance per leader and role)."""
+        key = (self.lead, self.state)
+        s = _SOFT_STATES.get(key)
+        if s is None:
+            s = _SOFT_STATES.add(key, SoftState(lead=self.lead, raft_state=self.state))
+        return s
 
     def hard_state(self) -> HardState:
         """The state that must be persisted before messages are sent."""
@@ -187,8 +199,10 @@ class Raft:
     def read_messages(self) -> list[Message]:
         """Take the outgoing messages (used by tests and by RawNode)."""
         msgs = self.msgs
-        self.msgs = []
-        return msgs
+        if isinstance(msgs, list):
+            self.msgs = _NO_MESSAGES
+            return msgs
+        return []
 
     def _send(self, m: Message) -> None:
         """Queue ``m``, stamping sender and, for all but votes and proposals, our term."""
@@ -207,7 +221,11 @@ class Raft:
             # they carry no term so that a leader of any term accepts them.
             if t != _MT.PROP and t != _MT.READ_INDEX:
                 m.term = self.term
-        self.msgs.append(m)
+        msgs = self.msgs
+        if isinstance(msgs, list):
+            msgs.append(m)
+        else:
+            self.msgs = [m]
 
     # -------------------------------------------------------------- replication
 
@@ -655,7 +673,11 @@ class Raft:
         # Until an entry of our term is committed we do not know the group's
         # commit index; park the request until then.
         if not self._committed_entry_in_current_term():
-            self.pending_read_index_messages.append(m)
+            parked = self.pending_read_index_messages
+            if isinstance(parked, list):
+                parked.append(m)
+            else:
+                self.pending_read_index_messages = [m]
             return
         self._send_read_index_response(m)
 
@@ -665,11 +687,19 @@ class Raft:
 
     def _response_to_read_index_req(self, req: Message, read_index: int) -> Message | None:
         if req.from_ == NONE or req.from_ == self.id:
-            self.read_states.append(ReadState(index=read_index, request_ctx=req.entries[0].data))
+            self._add_read_state(read_index, req.entries[0].data)
             return None
         return Message(
             type=_MT.READ_INDEX_RESP, to=req.from_, index=read_index, entries=req.entries
         )
+
+    def _add_read_state(self, index: int, request_ctx: bytes) -> None:
+        rs = ReadState(index=index, request_ctx=request_ctx)
+        states = self.read_states
+        if isinstance(states, list):
+            states.append(rs)
+        else:
+            self.read_states = [rs]
 
     def _send_read_index_response(self, m: Message) -> None:
         if self.read_only.option == ReadOnlyOption.SAFE:
@@ -688,7 +718,7 @@ class Raft:
         if not self._committed_entry_in_current_term():
             return
         msgs = self.pending_read_index_messages
-        self.pending_read_index_messages = []
+        self.pending_read_index_messages = _NO_MESSAGES
         for m in msgs:
             self._send_read_index_response(m)
 
@@ -864,7 +894,7 @@ class Raft:
             if len(m.entries) != 1:
                 self.logger.error("%x invalid READ_INDEX_RESP from %x", self.id, m.from_)
                 return
-            self.read_states.append(ReadState(index=m.index, request_ctx=m.entries[0].data))
+            self._add_read_state(m.index, m.entries[0].data)
 
     def _handle_append_entries(self, m: Message) -> None:
         log = self.raft_log

@@ -192,7 +192,9 @@ class RawNode:
         last = max(r.raft_log.last_index(), 1)
         progress = {
             pid: Progress(
-                last, Inflights(trk.max_inflight, trk.max_inflight_bytes), recent_active=True
+                last,
+                Inflights.shared_empty(trk.max_inflight, trk.max_inflight_bytes),
+                recent_active=True,
             )
             for pid in peers
         }
@@ -308,12 +310,13 @@ class RawNode:
         """Collect what the application must persist, send and apply."""
         r = self.raft
         log = r.raft_log
+        msgs = r.msgs
         rd = Ready(
             entries=log.unstable_entries(),
             committed_entries=log.next_committed_ents() if log.committed > log.applied else [],
-            messages=r.msgs,
+            messages=msgs if isinstance(msgs, list) else [],
         )
-        r.msgs = []
+        r.msgs = ()
         prev_soft = self._prev_soft_state
         if r.lead != prev_soft.lead or r.state != prev_soft.raft_state:
             rd.soft_state = r.soft_state()
@@ -325,9 +328,10 @@ class RawNode:
             hs = prev_hard
         if log.unstable.snapshot is not None:
             rd.snapshot = log.unstable.snapshot
-        if r.read_states:
-            rd.read_states = r.read_states
-            r.read_states = []
+        read_states = r.read_states
+        if isinstance(read_states, list):
+            rd.read_states = read_states
+            r.read_states = ()
         rd.must_sync = _must_sync(hs, prev_hard, len(rd.entries))
         return rd
 

@@ -161,6 +161,12 @@ class ProgressTracker:
         """Ids of the learners, ascending (staged ``learners_next`` are still voters)."""
         return sorted(self.config.learners)
 
+    def share_idle_windows(self) -> None:
+        """Swap every empty private inflights window for the shared one (an idle
+        group then keeps no window of its own)."""
+        for pr in self.progress.values():
+            pr.share_window_if_empty()
+
     def reset_votes(self) -> None:
         """Forget every recorded vote (a new election starts)."""
         self.votes.clear()
