@@ -37,7 +37,8 @@ def latency_summary(latencies: list[float], samples: int) -> dict[str, Any]:
     latencies evenly spaced over the sorted ones (to merge several nodes' figures).
     """
     latencies.sort()
-    step = max(1, len(latencies) // samples) if samples else 0
+    # Rounded up: a step rounded down would yield up to twice ``samples`` values.
+    step = max(1, -(-len(latencies) // samples)) if samples else 0
     return {
         "p50_ms": percentile(latencies, 0.50) * 1000,
         "p99_ms": percentile(latencies, 0.99) * 1000,
