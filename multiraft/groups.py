@@ -15,8 +15,9 @@ from multiraft.counters import NodeCounters
 from multiraft.errors import GroupFailedError
 from multiraft.events import EventHub, GroupCreated, GroupFailed, MembershipChanged
 from multiraft.liveness import PeerLiveness
-from multiraft.ports import CorruptionReportingLog, LogEngine
+from multiraft.ports import CorruptionReportingLog, GroupStorage, LogEngine
 from multiraft.raft.config import Config
+from multiraft.raft.dormant import DormantState
 from multiraft.raft.rawnode import RawNode
 from multiraft.raft.types import ConfState, Snapshot, SnapshotMetadata
 from multiraft.replica import Replica, SnapshotPolicy
@@ -32,6 +33,11 @@ _MASK64 = (1 << 64) - 1
 
 #: The term of a new group's initial snapshot (the first election is for term 2).
 _INITIAL_TERM = 1
+
+
+#: Cycles a quiesced replica may wait for its raft member to settle into a form
+#: that folds away (its last answer sent, its last commit applied).
+_HIBERNATE_ATTEMPTS = 3
 
 
 def _group_seed(seed: int, group_id: int, node_id: int) -> int:
@@ -60,6 +66,7 @@ class GroupTable:
     __slots__ = (
         "_corruption",
         "_initial_meta",
+        "_reviver",
         "active",
         "config",
         "corrupt",
@@ -72,6 +79,7 @@ class GroupTable:
         "node_id",
         "policy",
         "replicas",
+        "settling",
         "snapshot_sends",
         "tick",
         "uninitialized",
@@ -113,6 +121,11 @@ class GroupTable:
         self._corruption = engine if isinstance(engine, CorruptionReportingLog) else None
         #: Initial snapshot metadata of a new group by its sorted members.
         self._initial_meta: dict[tuple[int, ...], SnapshotMetadata] = {}
+        #: Quiesced replicas to fold away once their last cycle is done (see
+        #: :meth:`hibernate_settled`), with the attempts they have left.
+        self.settling: dict[Replica, int] = {}
+        # One bound method shared by every replica (not one per replica).
+        self._reviver = self._revive
 
     # ---------------------------------------------------------------- hosting
 
@@ -132,7 +145,6 @@ class GroupTable:
         ``restored`` says the caller already restored the state machine from the
         engine's snapshot.
         """
-        cfg = self.config
         node_id = self.node_id
         stored = self.engine.storage(group_id)
         hs, cs = stored.initial_state()
@@ -142,25 +154,7 @@ class GroupTable:
         if existing:
             snap = stored.snapshot()
             applied = snap.metadata.index
-        rawnode = RawNode(
-            Config(
-                id=node_id,
-                storage=GatedStorage(stored, group_id, self.snapshot_sends),
-                election_tick=cfg.election_ticks,
-                heartbeat_tick=cfg.heartbeat_ticks,
-                applied=applied,
-                max_size_per_msg=cfg.max_size_per_msg,
-                max_committed_size_per_ready=cfg.max_committed_size_per_ready,
-                max_uncommitted_entries_size=cfg.max_uncommitted_entries_size,
-                max_inflight_msgs=cfg.max_inflight_msgs,
-                max_inflight_bytes=cfg.max_inflight_bytes,
-                check_quorum=cfg.check_quorum,
-                pre_vote=cfg.pre_vote,
-                read_only_option=cfg.read_only_option,
-                step_down_on_removal=cfg.step_down_on_removal,
-                seed=_group_seed(cfg.seed, group_id, node_id),
-            )
-        )
+        rawnode = RawNode(self._raft_config(group_id, stored, applied))
         if not existing and peers:
             # A new group starts from a snapshot holding the whole initial membership
             # (index len(peers), term 1), never from one membership entry per peer:
@@ -172,6 +166,7 @@ class GroupTable:
             applied = meta.index
         r = Replica(group_id, node_id, rawnode, stored, state_machine, self.policy, cs, 0)
         r.conf_index = applied
+        r.reviver = self._reviver
         if self._corruption is not None and self.is_corrupt(group_id):
             r.corrupt = True
             self.corrupt.add(group_id)
@@ -197,6 +192,52 @@ class GroupTable:
         if self.events.has_subscribers:
             self.events.publish(GroupCreated(group_id, lazily))
         return r
+
+    def _raft_config(self, group_id: int, stored: GroupStorage, applied: int) -> Config:
+        cfg = self.config
+        return Config(
+            id=self.node_id,
+            storage=GatedStorage(stored, group_id, self.snapshot_sends),
+            election_tick=cfg.election_ticks,
+            heartbeat_tick=cfg.heartbeat_ticks,
+            applied=applied,
+            max_size_per_msg=cfg.max_size_per_msg,
+            max_committed_size_per_ready=cfg.max_committed_size_per_ready,
+            max_uncommitted_entries_size=cfg.max_uncommitted_entries_size,
+            max_inflight_msgs=cfg.max_inflight_msgs,
+            max_inflight_bytes=cfg.max_inflight_bytes,
+            check_quorum=cfg.check_quorum,
+            pre_vote=cfg.pre_vote,
+            read_only_option=cfg.read_only_option,
+            step_down_on_removal=cfg.step_down_on_removal,
+            seed=_group_seed(cfg.seed, group_id, self.node_id),
+        )
+
+    def _revive(self, r: Replica, state: DormantState) -> RawNode:
+        """Rebuild dormant ``r``'s RawNode; a replica still quiesced may fold again."""
+        rn = RawNode.from_dormant(self._raft_config(r.group_id, r.storage, 0), state)
+        if r.quiesced:
+            self.settling[r] = _HIBERNATE_ATTEMPTS
+        return rn
+
+    def hibernate_settled(self) -> None:
+        """Fold away the raft members of the replicas that quiesced since the last call.
+
+        Called by the driver after a ready cycle, when their last messages are
+        sent and their last writes done. A replica that does not fold yet (an
+        answer still to send, a commit to apply) is tried again after the next
+        cycles, a few times; one whose raft is in no form that rebuilds exactly
+        stays as it is (see :mod:`multiraft.raft.dormant`).
+        """
+        settling = self.settling
+        if not settling:
+            return
+        self.settling = {}
+        for r, attempts in settling.items():
+            if not r.quiesced or r.removed or r.failed is not None or r.hibernate():
+                continue
+            if attempts > 1:
+                self.settling[r] = attempts - 1
 
     def _initial_metadata(self, peers: list[int]) -> SnapshotMetadata:
         """Where a new group's initial snapshot sits, and its membership: ``peers``.
@@ -232,6 +273,7 @@ class GroupTable:
         self.failed.discard(r.group_id)
         self.corrupt.discard(r.group_id)
         self.snapshot_sends.finished(r.group_id)
+        self.settling.pop(r, None)
         self.forget_peers(r.conf_state)
 
     def fail(self, r: Replica, exc: BaseException) -> None:
@@ -260,6 +302,7 @@ class GroupTable:
         if r.quiesced and not r.removed and r.failed is None:
             r.quiesced = False
             self.active[r] = None
+            self.settling.pop(r, None)
             self.counters.wakeups += 1
 
     def quiesce(self, r: Replica) -> None:
@@ -269,6 +312,7 @@ class GroupTable:
             self.active.pop(r, None)
             self.counters.quiesce_events += 1
             r.rawnode.raft.trk.share_idle_windows()
+            self.settling[r] = _HIBERNATE_ATTEMPTS
 
     # ------------------------------------------------------------- membership
 

@@ -487,6 +487,7 @@ class Node:
             inbound.process()
             self._requests.run()
             await self._cycle.run()
+            self._table.hibernate_settled()
             if ticked:
                 sender.send_keepalives()
 

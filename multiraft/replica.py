@@ -16,6 +16,7 @@ import attrs
 
 from multiraft.ports import GroupStorage, GroupWrite
 from multiraft.proposals import HEADER_SIZE, Proposal, Waiter, decode_header
+from multiraft.raft.dormant import DormantState, dormant_state
 from multiraft.raft.rawnode import RawNode, Ready
 from multiraft.raft.types import NONE, ConfState, Entry, EntryType, Snapshot, StateType
 from multiraft.state_machine import StateMachine
@@ -71,6 +72,7 @@ class Replica:
     """One group's member on this node."""
 
     __slots__ = (
+        "_raft",
         "applied",
         "applying",
         "blocking",
@@ -92,10 +94,10 @@ class Replica:
         "policy",
         "proposal_waiters",
         "quiesced",
-        "rawnode",
         "read_waiters",
         "reads_awaiting_apply",
         "removed",
+        "reviver",
         "state_machine",
         "storage",
         "wants_campaign",
@@ -114,7 +116,10 @@ class Replica:
     ) -> None:
         self.group_id = group_id
         self.node_id = node_id
-        self.rawnode = rawnode
+        self._raft: RawNode | DormantState = rawnode
+        #: Rebuilds the RawNode of a dormant replica (see :meth:`hibernate`);
+        #: None: this replica never hibernates.
+        self.reviver: Callable[[Replica, DormantState], RawNode] | None = None
         self.storage = storage
         self.state_machine = state_machine
         self.blocking = bool(getattr(state_machine, "blocking", False))
@@ -166,6 +171,59 @@ class Replica:
         return f"Replica(group={self.group_id}, node={self.node_id}, applied={self.applied})"
 
     # ---------------------------------------------------------------- state
+
+    @property
+    def rawnode(self) -> RawNode:
+        """The group's raft member, rebuilt first if the replica is dormant."""
+        rn = self._raft
+        if isinstance(rn, RawNode):
+            return rn
+        reviver = self.reviver
+        if reviver is None:  # hibernate() refuses without one
+            raise AssertionError(f"{self!r} is dormant without a reviver")
+        self._raft = node = reviver(self, rn)
+        return node
+
+    @property
+    def dormant(self) -> DormantState | None:
+        """What the replica keeps of its raft member while dormant, else None."""
+        rn = self._raft
+        return None if isinstance(rn, RawNode) else rn
+
+    def follows(self, leader: int) -> bool:
+        """Whether this replica is a follower of ``leader`` (a dormant one is not rebuilt)."""
+        rn = self._raft
+        if isinstance(rn, RawNode):
+            raft = rn.raft
+            return raft.state is _FOLLOWER and raft.lead == leader
+        return rn.state is _FOLLOWER and rn.lead == leader
+
+    def hibernate(self) -> bool:
+        """Fold the raft member away if it rebuilds exactly and nothing is pending.
+
+        Any later use of :attr:`rawnode` rebuilds it (the reviver's job), so the
+        rest of the coordinator needs not know. Returns whether it is dormant now.
+        """
+        rn = self._raft
+        if not isinstance(rn, RawNode):
+            return True
+        if (
+            self.reviver is None
+            or self.has_pending_requests
+            or self.pending_write is not None
+            or self.campaign_waiters
+            or rn.has_ready()
+        ):
+            return False
+        log = rn.raft.raft_log
+        if log.applied != log.committed:
+            # Committed entries are on their way to the state machine.
+            return False
+        state = dormant_state(rn.raft)
+        if state is None:
+            return False
+        self._raft = state
+        return True
 
     @property
     def has_pending_requests(self) -> bool:

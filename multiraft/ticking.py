@@ -117,8 +117,7 @@ class Ticker:
         for r in table.replicas.values():
             if r.failed is not None:
                 continue
-            raft = r.rawnode.raft
-            if raft.state is not _FOLLOWER or raft.lead != peer:
+            if not r.follows(peer):
                 continue
             table.wake(r)
             r.rawnode.forget_leader()

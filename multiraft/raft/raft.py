@@ -180,6 +180,19 @@ class Raft:
             self.trk.max_inflight_bytes,
         )
 
+    @property
+    def election_rand_state(self) -> int:
+        """The state of the generator that draws election timeouts.
+
+        Kept when the member is folded away (:mod:`multiraft.raft.dormant`), so
+        the rebuilt member draws the same timeouts as the original would have.
+        """
+        return self._rand
+
+    @election_rand_state.setter
+    def election_rand_state(self, value: int) -> None:
+        self._rand = value & _MASK64
+
     def has_leader(self) -> bool:
         """True when this member knows a leader for the current term."""
         return self.lead != NONE

@@ -14,6 +14,7 @@ import attrs
 
 from multiraft.raft.confchange import Changer, restore
 from multiraft.raft.config import Config
+from multiraft.raft.dormant import DormantState, revive
 from multiraft.raft.errors import StepLocalMsgError, StepPeerNotFoundError
 from multiraft.raft.inflights import Inflights
 from multiraft.raft.progress import Progress
@@ -107,6 +108,17 @@ class RawNode:
         self.raft = Raft(config)
         self._prev_soft_state = self.raft.soft_state()
         self._prev_hard_state = self.raft.hard_state()
+
+    @classmethod
+    def from_dormant(cls, config: Config, state: DormantState) -> RawNode:
+        """The RawNode whose raft member was folded into ``state`` (see
+        :mod:`multiraft.raft.dormant`), with nothing to hand out: folding one
+        requires that its last Ready was handled."""
+        rn = cls.__new__(cls)
+        rn.raft = revive(config, state)
+        rn._prev_soft_state = rn.raft.soft_state()
+        rn._prev_hard_state = rn.raft.hard_state()
+        return rn
 
     # ----------------------------------------------------------------- inputs
 

@@ -1,0 +1,110 @@
+"""Quiesced replicas fold their raft member away and wake exactly where they were."""
+
+from __future__ import annotations
+
+import trio
+import trio.testing
+
+from multiraft.raft import StateType
+from multiraft.replica import Replica
+from node_cluster import Cluster, wait_until
+
+TICK = 0.1
+
+
+def _replica(c: Cluster, node: int, group: int) -> Replica:
+    r: Replica = c.nodes[node]._table.replicas[group]
+    return r
+
+
+def _all_dormant(c: Cluster, groups: list[int]) -> bool:
+    return all(_replica(c, i, g).dormant is not None for i in c.nodes for g in groups)
+
+
+async def _create_and_fold(c: Cluster, gids: list[int]) -> None:
+    """Create the groups (led by nodes in turn) and wait until every replica folded."""
+    await c.create_groups(gids, leader=lambda g: g % 3 + 1)
+    await c.wait_leaders(gids)
+    await c.settle(gids)
+    await wait_until(lambda: _all_dormant(c, gids), 2, "every replica dormant")
+
+
+async def test_quiesced_replicas_fold_and_report_the_same_status_once_rebuilt(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    async with Cluster(3) as c:
+        gids = list(range(6))
+        await _create_and_fold(c, gids)
+        for g in gids:
+            for i in c.ids:
+                d = _replica(c, i, g).dormant
+                assert d is not None
+                leader = g % 3 + 1
+                role = StateType.LEADER if i == leader else StateType.FOLLOWER
+                assert (d.term, d.commit, d.applied, d.lead, d.state) == (2, 4, 4, leader, role)
+                status = c.nodes[i].status(g)
+                assert _replica(c, i, g).dormant is None  # reading the status rebuilt it
+                assert (status.hard_state.term, status.hard_state.commit, status.applied) == (
+                    2,
+                    4,
+                    4,
+                )
+                assert (status.soft_state.lead, status.soft_state.raft_state) == (leader, role)
+                if i == leader:
+                    assert sorted(
+                        (pid, pr.match, pr.next) for pid, pr in status.progress.items()
+                    ) == [(1, 4, 5), (2, 4, 5), (3, 4, 5)]
+        # Still quiesced: the rebuilt members fold again after the next cycle.
+        await wait_until(lambda: _all_dormant(c, gids), 2, "every replica dormant again")
+        assert all(c.nodes[i].is_quiesced(g) for i in c.ids for g in gids)
+
+
+async def test_a_folded_leader_commits_the_next_proposal_at_the_next_index_without_election(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    async with Cluster(3) as c:
+        await c.create_groups([7], leader=lambda g: 2)
+        await c.wait_leaders([7])
+        await c.settle([7])
+        await wait_until(lambda: _all_dormant(c, [7]), 2, "dormant")
+        assert await c.nodes[2].propose(7, b"wake") == (5, b"wake")
+        assert [c.nodes[i].status(7).hard_state.term for i in c.ids] == [2, 2, 2]
+        assert [c.nodes[i].leader_of(7) for i in c.ids] == [2, 2, 2]
+        await c.settle([7])
+        assert [c.sms[(7, i)].applied for i in c.ids] == [[(5, b"wake")]] * 3
+        await wait_until(lambda: _all_dormant(c, [7]), 2, "dormant again")
+        assert await c.nodes[1].propose(7, b"again") == (6, b"again")
+
+
+async def test_folded_followers_of_a_crashed_leader_node_wake_and_elect(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    async with Cluster(3) as c:
+        gids = list(range(9))
+        await _create_and_fold(c, gids)
+        led_by_1 = [g for g in gids if g % 3 == 0]
+        others = {(i, g): _replica(c, i, g).dormant for i in (2, 3) for g in gids if g % 3 != 0}
+        c.net.crash(1)
+        await c.stop(1)
+        del c.nodes[1]
+
+        def new_leaders_agreed() -> bool:
+            return all(
+                c.nodes[2].leader_of(g) == c.nodes[3].leader_of(g) in (2, 3) for g in led_by_1
+            )
+
+        took = await wait_until(new_leaders_agreed, 2 * 10 * TICK, "new leaders")
+        assert took <= 2 * 10 * TICK
+        # Judging node 1 dead woke only the replicas that followed it: the others
+        # were not even rebuilt (the very same folded state).
+        assert all(_replica(c, i, g).dormant is d for (i, g), d in others.items())
+        for g in led_by_1:
+            leader = c.nodes[2].leader_of(g)
+            assert leader is not None
+            assert c.nodes[leader].status(g).hard_state.term == 3
+        # The groups the survivors lead kept their term and leader.
+        for g in gids:
+            if g % 3 != 0:
+                assert c.nodes[2].leader_of(g) == g % 3 + 1
+                assert c.nodes[g % 3 + 1].status(g).hard_state.term == 2
+        assert await c.nodes[3].propose(led_by_1[0], b"after") == (6, b"after")
