@@ -24,7 +24,7 @@ import attrs
 import trio
 
 from multiraft.config import NodeConfig, UnknownGroupPolicy
-from multiraft.errors import GroupNotFoundError, GroupRemovedError
+from multiraft.errors import GroupNotFoundError, GroupRemovedError, NodeClosedError
 from multiraft.events import GroupCreated, GroupFailed, MembershipChanged
 from multiraft.node import Node, open_node
 from multiraft.ports import Transport
@@ -308,14 +308,14 @@ class SimCluster:
         await trio.sleep(3 * o.election_ticks * o.tick_interval * sn.tick_scale)
         try:
             cs = node.membership(group_id)
-        except (GroupNotFoundError, GroupRemovedError):
+        except (GroupNotFoundError, GroupRemovedError, NodeClosedError):
             return
         if sn.node_id not in members(cs):
             await self._collect(sn, node, group_id)
 
     async def _collect(self, sn: SimNode, node: Node, group_id: int) -> None:
         self.trace.record("collect", f"node {sn.node_id} removes its replica of group {group_id}")
-        with contextlib.suppress(GroupNotFoundError, GroupRemovedError):
+        with contextlib.suppress(GroupNotFoundError, GroupRemovedError, NodeClosedError):
             await node.remove_group(group_id)
 
     def membership(self, group_id: int) -> ConfState | None:
@@ -328,7 +328,7 @@ class SimCluster:
             return None
         try:
             cs = node.membership(group_id)
-        except (GroupNotFoundError, GroupRemovedError):
+        except (GroupNotFoundError, GroupRemovedError, NodeClosedError):
             return None
         return None if cs.is_empty() else cs
 
