@@ -82,9 +82,15 @@ async def test_learner_added_after_the_last_snapshot_catches_up(
 async def test_blocking_state_machine_is_snapshotted_in_a_worker_thread(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
-    # Worker threads let the mock clock run ahead: no quorum checks, long elections.
+    # Worker threads let the mock clock run ahead: no quorum checks, long elections,
+    # and proposal deadlines far beyond any jump while a thread applies.
     async with Cluster(
-        4, snapshot_entries=5, snapshot_keep_entries=0, check_quorum=False, election_ticks=1000
+        4,
+        snapshot_entries=5,
+        snapshot_keep_entries=0,
+        check_quorum=False,
+        election_ticks=1000,
+        proposal_timeout=10_000.0,
     ) as c:
         for i in (1, 2, 3):
             sm = c.sms[(1, i)] = BlockingStateMachine()
