@@ -15,7 +15,9 @@ from transport import MemoryNetwork
 async def test_blocked_state_machine_does_not_stall_other_groups(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
-    async with Cluster(3, quiesce=False) as c:
+    # The mock clock runs ahead while a worker thread applies: give the slow
+    # proposal a deadline no jump reaches (its timeout is not under test here).
+    async with Cluster(3, quiesce=False, proposal_timeout=10_000.0) as c:
         slow = {i: BlockingStateMachine() for i in c.ids}
         for i in c.ids:
             await c.nodes[i].create_group(1, c.ids, state_machine=slow[i], campaign=(i == 1))
