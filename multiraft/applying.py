@@ -134,7 +134,7 @@ class Applier:
             # The engine persisted the leader's snapshot over the damaged log.
             self._table.repaired(r)
             _log.info("group %d: damaged log repaired by a snapshot at %d", r.group_id, meta.index)
-        self._table.set_conf_state(r, meta.conf_state, meta.index, persist=False)
+        self._table.set_conf_state(r, meta.conf_state, meta.index)
         r.index_waiters = {i: s for i, s in r.index_waiters.items() if i > meta.index}
 
     # ----------------------------------------------------------- membership
@@ -165,7 +165,7 @@ class Applier:
         # membership and re-applies the changes logged after it, in order. A
         # membership persisted as of a later index would be applied twice (a joint
         # configuration cannot be entered again: the group would fail).
-        table.set_conf_state(r, cs, e.index, persist=False)
+        table.set_conf_state(r, cs, e.index)
         r.last_active_tick = table.tick
         proposer, seq = decode_header(cc.context)
         if proposer == table.node_id:

@@ -316,13 +316,14 @@ class GroupTable:
 
     # ------------------------------------------------------------- membership
 
-    def set_conf_state(self, r: Replica, cs: ConfState, index: int, *, persist: bool) -> None:
-        """Record ``r``'s membership as of log ``index`` (and persist it if asked)."""
+    def set_conf_state(self, r: Replica, cs: ConfState, index: int) -> None:
+        """Record ``r``'s membership as of log ``index``.
+
+        Never persisted on its own: after a restart raft rebuilds it from the
+        snapshot's membership and the changes logged after it.
+        """
         old = r.conf_state
         r.conf_index = index
-        if persist:
-            r.write_for_next_batch().conf_state = cs
-            self.dirty[r] = None
         if cs == old:
             return
         r.conf_state = cs
