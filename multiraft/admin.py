@@ -19,7 +19,8 @@ Operations (fields):
 * ``dump`` (``group``) -> ``{"applied": index, "data": [[key, value], ...]}``
   (local, no barrier).
 * ``leaders`` (``groups``) -> ``[[group, leader or 0], ...]``
-* ``stats`` -> ``{"node": {...}, "transport": {...}, "cpu_seconds", "rss_bytes"}``
+* ``stats`` -> ``{"node": {...}, "transport": {...}, "cpu_seconds", "rss_bytes",
+  "interpreter": {"switch_interval", "gc_thresholds", "gc_frozen_objects"}}``
 * ``block`` / ``unblock`` (``nodes``): cut this node off from those peers, or heal.
 * ``load`` (``groups``, ``seconds``, ``outstanding``, ``value_size=100``, ``samples=0``): benchmark
   load, ``outstanding`` puts in flight per group (see :mod:`multiraft.bench.load`); with
@@ -36,10 +37,12 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
 
+import attrs
 import trio
 
 from multiraft.codec import CodecError, decode, encode
 from multiraft.errors import GroupExistsError, NotLeaderError
+from multiraft.interpreter_settings import current_settings
 from multiraft.kv import KVCommand, KVStateMachine
 
 if TYPE_CHECKING:
@@ -227,6 +230,7 @@ class AdminServer:
             "transport": self.transport.stats(),
             "cpu_seconds": time.process_time(),
             "rss_bytes": usage.ru_maxrss * 1024,
+            "interpreter": attrs.asdict(current_settings()),
         }
 
     async def _block(self, request: Request) -> Any:

@@ -14,7 +14,8 @@ port (:mod:`multiraft.admin`). Once listening it prints one JSON line on stdout,
 (ports resolved when given as 0). SIGTERM or SIGINT stop it cleanly (exit 0);
 started again with the same data directory it recovers every group and rejoins.
 The data directory remembers the node id and cluster id it was created with; a
-mismatch refuses to start (exit 2).
+mismatch refuses to start (exit 2). The process runs with the interpreter
+settings of :func:`multiraft.interpreter_settings.tune_for_node_process`.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 import trio
 
 from multiraft.config import NodeConfig
+from multiraft.interpreter_settings import freeze_start_up_objects, tune_for_node_process
 from multiraft.kv import KVStateMachine
 
 if TYPE_CHECKING:
@@ -182,6 +184,8 @@ async def _run(args: argparse.Namespace) -> None:
         ):
             admin = AdminServer(node, transport, state_machines)
             nursery.start_soon(admin.serve, admin_listeners)
+            # Everything alive now (imports, recovered groups) lives until exit.
+            freeze_start_up_objects()
             admin_address = admin_listeners[0].socket.getsockname()[:2]
             with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
                 ready: dict[str, Any] = {
@@ -215,6 +219,7 @@ def main(argv: Sequence[str]) -> int:
         stream=sys.stderr,
         format=f"%(asctime)s node{args.id} %(levelname)s %(name)s: %(message)s",
     )
+    tune_for_node_process()
     try:
         trio.run(_run, args)
     except (ValueError, OSError) as exc:

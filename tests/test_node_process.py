@@ -17,6 +17,7 @@ import trio
 import trustme
 
 from multiraft.admin import AdminError
+from multiraft.interpreter_settings import GIL_SWITCH_INTERVAL, NODE_GC_THRESHOLDS
 from multiraft.node_launcher import NodeProcess
 from tests.process_cluster import ProcessCluster, process_cluster, retry_call
 
@@ -98,6 +99,11 @@ async def test_three_processes_replicate_100_groups_through_every_node(
             assert stats["connections_opened"] == 2
             assert stats["peers_connected"] == 2
             assert stats["connections_closed_on_error"] == 0
+        # The node process runs with the interpreter settings for a node.
+        interpreter = (await cluster[1].call("stats"))["interpreter"]
+        assert interpreter["switch_interval"] == GIL_SWITCH_INTERVAL
+        assert tuple(interpreter["gc_thresholds"]) == NODE_GC_THRESHOLDS
+        assert interpreter["gc_frozen_objects"] > 10_000
         for node_id in (1, 2, 3):
             assert await cluster[node_id].terminate() == 0
 

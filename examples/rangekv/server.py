@@ -34,6 +34,7 @@ from examples.rangekv.host import RangeHost, RangeSettings, open_range_host
 from examples.rangekv.protocol import Ok, SetPeersRequest
 from examples.rangekv.rpc import DialingLink, serve_rpc
 from multiraft import NodeConfig
+from multiraft.interpreter_settings import freeze_start_up_objects, tune_for_node_process
 
 if TYPE_CHECKING:
     from transport.tcp import TcpTransport
@@ -170,6 +171,8 @@ def _announce(
     host: RangeHost, listen: tuple[str, int], rpc_listeners: list[trio.SocketListener]
 ) -> None:
     rpc = rpc_listeners[0].socket.getsockname()[:2]
+    # Everything alive now (imports, recovered ranges) lives until exit.
+    freeze_start_up_objects()
     ready = {"event": "ready", "node": host.node_id, "listen": list(listen), "rpc": list(rpc)}
     print(json.dumps(ready), flush=True)
 
@@ -182,6 +185,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         stream=sys.stderr,
         format=f"%(asctime)s node{args.id} %(levelname)s %(name)s: %(message)s",
     )
+    tune_for_node_process()
     try:
         trio.run(_run, args)
     except (ValueError, OSError) as exc:
