@@ -14,12 +14,23 @@ from multiraft.config import NodeConfig
 from multiraft.counters import NodeCounters
 from multiraft.errors import GroupFailedError
 from multiraft.events import EventHub, GroupCreated, GroupFailed, MembershipChanged
+from multiraft.heap_trim import HeapTrimmer, malloc_trim
 from multiraft.liveness import PeerLiveness
 from multiraft.ports import CorruptionReportingLog, GroupStorage, LogEngine
 from multiraft.raft.config import Config
-from multiraft.raft.dormant import DormantState
-from multiraft.raft.rawnode import RawNode
-from multiraft.raft.types import ConfState, Snapshot, SnapshotMetadata
+from multiraft.raft.dormant import DormantState, dormant_progress
+from multiraft.raft.inflights import Inflights
+from multiraft.raft.progress import Progress
+from multiraft.raft.rawnode import RawNode, Status
+from multiraft.raft.types import (
+    NONE,
+    ConfState,
+    HardState,
+    Snapshot,
+    SnapshotMetadata,
+    SoftState,
+    StateType,
+)
 from multiraft.replica import Replica, SnapshotPolicy
 from multiraft.snapshot_sends import GatedStorage, SnapshotSends
 from multiraft.state_machine import StateMachine
@@ -33,6 +44,14 @@ _MASK64 = (1 << 64) - 1
 
 #: The term of a new group's initial snapshot (the first election is for term 2).
 _INITIAL_TERM = 1
+
+#: Distinct memberships (and small initial snapshots) shared at once between new
+#: groups; past it the sharing starts over.
+_INITIAL_SHARED = 1024
+
+#: Initial state machine snapshots up to this size are shared by equal new groups
+#: (comparing larger ones would cost more than it saves).
+_SHARED_SNAPSHOT_DATA = 256
 
 
 #: Cycles a quiesced replica may wait for its raft member to settle into a form
@@ -66,15 +85,18 @@ class GroupTable:
     __slots__ = (
         "_corruption",
         "_initial_meta",
+        "_initial_snaps",
         "_reviver",
         "active",
         "config",
         "corrupt",
         "counters",
         "dirty",
+        "dormant_replicas",
         "engine",
         "events",
         "failed",
+        "heap_trimmer",
         "liveness",
         "node_id",
         "policy",
@@ -119,11 +141,17 @@ class GroupTable:
         #: The node's current tick.
         self.tick = 0
         self._corruption = engine if isinstance(engine, CorruptionReportingLog) else None
-        #: Initial snapshot metadata of a new group by its sorted members.
+        #: Initial snapshot metadata of a new group by its sorted members, and
+        #: small initial snapshots by members and data.
         self._initial_meta: dict[tuple[int, ...], SnapshotMetadata] = {}
+        self._initial_snaps: dict[tuple[tuple[int, ...], bytes], Snapshot] = {}
         #: Quiesced replicas to fold away once their last cycle is done (see
         #: :meth:`hibernate_settled`), with the attempts they have left.
         self.settling: dict[Replica, int] = {}
+        #: Hosted replicas whose raft member is folded away (see :meth:`hibernate_settled`).
+        self.dormant_replicas = 0
+        #: Gives the C heap's free pages back after a large wave of folds.
+        self.heap_trimmer = HeapTrimmer(malloc_trim())
         # One bound method shared by every replica (not one per replica).
         self._reviver = self._revive
 
@@ -160,8 +188,9 @@ class GroupTable:
             # (index len(peers), term 1), never from one membership entry per peer:
             # a replica created empty then gets that snapshot from the leader and
             # never sees a part of the membership, in which it might elect itself.
-            meta = self._initial_metadata(peers)
-            rawnode.bootstrap_from_snapshot(Snapshot(meta, state_machine.snapshot()))
+            initial = self._initial_snapshot(peers, state_machine.snapshot())
+            rawnode.bootstrap_from_snapshot(initial)
+            meta = initial.metadata
             cs = meta.conf_state
             applied = meta.index
         r = Replica(group_id, node_id, rawnode, stored, state_machine, self.policy, cs, 0)
@@ -216,9 +245,32 @@ class GroupTable:
     def _revive(self, r: Replica, state: DormantState) -> RawNode:
         """Rebuild dormant ``r``'s RawNode; a replica still quiesced may fold again."""
         rn = RawNode.from_dormant(self._raft_config(r.group_id, r.storage, 0), state)
+        self.dormant_replicas -= 1
         if r.quiesced:
             self.settling[r] = _HIBERNATE_ATTEMPTS
         return rn
+
+    def status(self, r: Replica) -> Status:
+        """``r``'s raft ``Status``; a dormant replica answers from its folded state
+        (the same status its rebuilt member would report) and stays dormant."""
+        state = r.dormant
+        if state is None:
+            return r.rawnode.status()
+        node_id = self.node_id
+        progress: dict[int, Progress] = {}
+        if state.state is StateType.LEADER:
+            cfg = self.config
+            window = Inflights.shared_empty(cfg.max_inflight_msgs, cfg.max_inflight_bytes)
+            rebuilt = dormant_progress(state, node_id, window)
+            progress = {pid: pr.clone() for pid, pr in rebuilt.items()}
+        return Status(
+            id=node_id,
+            hard_state=HardState(term=state.term, vote=state.vote, commit=state.commit),
+            soft_state=SoftState(lead=state.lead, raft_state=state.state),
+            applied=state.applied,
+            progress=progress,
+            lead_transferee=NONE,
+        )
 
     def hibernate_settled(self) -> None:
         """Fold away the raft members of the replicas that quiesced since the last call.
@@ -233,26 +285,43 @@ class GroupTable:
         if not settling:
             return
         self.settling = {}
+        folded = 0
         for r, attempts in settling.items():
-            if not r.quiesced or r.removed or r.failed is not None or r.hibernate():
+            if not r.quiesced or r.removed or r.failed is not None:
                 continue
-            if attempts > 1:
+            if r.dormant is not None:
+                continue
+            if r.hibernate():
+                folded += 1
+            elif attempts > 1:
                 self.settling[r] = attempts - 1
+        self.dormant_replicas += folded
+        self.heap_trimmer.wave_step(folded, bool(self.settling))
 
-    def _initial_metadata(self, peers: list[int]) -> SnapshotMetadata:
-        """Where a new group's initial snapshot sits, and its membership: ``peers``.
+    def _initial_snapshot(self, peers: list[int], data: bytes) -> Snapshot:
+        """A new group's initial snapshot of ``data``: at index ``len(peers)``, term 1,
+        with the membership ``peers``.
 
-        Shared by the groups with the same members (most groups share a few).
+        Shared by the groups with the same members (most groups share a few), and
+        so is the whole snapshot when the state machines start equal and small.
         """
         key = tuple(sorted(peers))
-        known = self._initial_meta.get(key)
-        if known is None:
-            if len(self._initial_meta) >= 1024:
+        meta = self._initial_meta.get(key)
+        if meta is None:
+            if len(self._initial_meta) >= _INITIAL_SHARED:
                 self._initial_meta.clear()
-            known = self._initial_meta[key] = SnapshotMetadata(
+            meta = self._initial_meta[key] = SnapshotMetadata(
                 ConfState(voters=key), len(key), _INITIAL_TERM
             )
-        return known
+        if len(data) > _SHARED_SNAPSHOT_DATA:
+            return Snapshot(meta, data)
+        shared_key = (key, data)
+        snap = self._initial_snaps.get(shared_key)
+        if snap is None:
+            if len(self._initial_snaps) >= _INITIAL_SHARED:
+                self._initial_snaps.clear()
+            snap = self._initial_snaps[shared_key] = Snapshot(meta, data)
+        return snap
 
     def repaired(self, r: Replica) -> None:
         """``r``'s damaged log was replaced by a snapshot: it may vote and acknowledge."""
@@ -266,6 +335,8 @@ class GroupTable:
     def forget(self, r: Replica) -> None:
         """Stop hosting ``r`` (removed): it leaves every set and frees its peers."""
         r.removed = True
+        if r.dormant is not None:
+            self.dormant_replicas -= 1
         del self.replicas[r.group_id]
         self.active.pop(r, None)
         self.dirty.pop(r, None)

@@ -191,7 +191,7 @@ class Node:
             await self._await_leader(r, deadline)
         self._seq = seq = self._seq + 1
         waiter = Waiter()
-        waiters = r.proposal_waiters
+        waiters = r.writable_proposal_waiters()
         waiters[seq] = waiter
         self._requests.add(r, Proposal(encode_header(self.node_id, seq) + command, seq, waiter))
         return await self._outcome(r, waiter, deadline, waiters, seq, "proposal")
@@ -209,7 +209,7 @@ class Node:
         seq = self._next_seq()
         ctx = encode_header(self.node_id, seq)
         waiter = Waiter()
-        r.read_waiters[ctx] = waiter
+        r.writable_read_waiters()[ctx] = waiter
 
         def run(r: Replica) -> None:
             r.rawnode.read_index(ctx)
@@ -234,7 +234,7 @@ class Node:
         await self._await_leader(r, deadline)
         seq = self._next_seq()
         waiter = Waiter()
-        r.proposal_waiters[seq] = waiter
+        r.writable_proposal_waiters()[seq] = waiter
         cc = attrs.evolve(change, context=encode_header(self.node_id, seq) + change.context)
 
         def run(r: Replica) -> None:
@@ -306,7 +306,8 @@ class Node:
     def stats(self) -> dict[str, int]:
         """Counters (monotonic, see :class:`~multiraft.counters.NodeCounters`) and gauges.
 
-        Gauges: ``groups`` (hosted), ``quiesced_groups``, ``active_groups``
+        Gauges: ``groups`` (hosted), ``quiesced_groups``, ``dormant_groups``
+        (quiesced with their raft member folded away), ``active_groups``
         (ticked), ``failed_groups``, ``corrupt_groups`` (damaged logs waiting for a
         snapshot), ``dead_peers``, ``unknown_groups_buffered``,
         ``unknown_messages_buffered``, ``tombstones``,
@@ -318,6 +319,7 @@ class Node:
         failed = len(table.failed)
         out["groups"] = len(table.replicas)
         out["quiesced_groups"] = len(table.replicas) - len(table.active) - failed
+        out["dormant_groups"] = table.dormant_replicas
         out["active_groups"] = len(table.active)
         out["failed_groups"] = failed
         out["corrupt_groups"] = len(table.corrupt)
@@ -336,7 +338,7 @@ class Node:
 
     def status(self, group_id: int) -> Any:
         """The raft ``Status`` of this replica."""
-        return self._replica(group_id).rawnode.status()
+        return self._table.status(self._replica(group_id))
 
     def membership(self, group_id: int) -> ConfState:
         """The group's membership as this replica has applied it so far."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from heapq import heappop, heappush
+from typing import Any, NoReturn
 
 import attrs
 
@@ -29,6 +30,28 @@ _FOLLOWER = StateType.FOLLOWER
 #: What the request lists of a replica hold while empty, which is almost always
 #: for most groups of a busy node: no list of their own for the collector to visit.
 _NOTHING: tuple[()] = ()
+
+
+class _NoWaiters(dict[Any, Any]):
+    """The waiter maps of a replica without waiters: one shared empty dict.
+
+    Read like any empty dict; writing to it is a bug (the waiter would be
+    shared by every replica), so it raises: writers take the replica's own
+    map from ``Replica.writable_*_waiters()``.
+    """
+
+    __slots__ = ()
+
+    def _refuse(self, *args: object, **kwargs: object) -> NoReturn:
+        raise TypeError("the shared empty waiter map is read-only")
+
+    __setitem__ = _refuse
+    setdefault = _refuse
+    update = _refuse
+    __ior__ = _refuse
+
+
+_NO_WAITERS = _NoWaiters()
 
 
 @attrs.frozen(slots=True)
@@ -154,12 +177,15 @@ class Replica:
         #: Requests for the driver to run against the RawNode, in order; queued
         #: proposals are gathered into one raft proposal per cycle.
         self.ops: list[Callable[[Replica], None] | Proposal] | tuple[()] = _NOTHING
+        #: The three waiter maps below are a shared read-only empty dict until the
+        #: first waiter (added through ``writable_*_waiters()``), and again once
+        #: the replica folds its raft member away.
         #: Proposals of this node, by sequence number.
-        self.proposal_waiters: dict[int, Waiter] = {}
+        self.proposal_waiters: dict[int, Waiter] = _NO_WAITERS
         #: Leader-side proposals by the index they were appended at, to detect loss.
-        self.index_waiters: dict[int, int] = {}
+        self.index_waiters: dict[int, int] = _NO_WAITERS
         #: Read requests by context, until raft answers with a read index.
-        self.read_waiters: dict[bytes, Waiter] = {}
+        self.read_waiters: dict[bytes, Waiter] = _NO_WAITERS
         #: ``(read index, seq, waiter)`` until the state machine applied that far.
         self.reads_awaiting_apply: list[tuple[int, int, Waiter]] | tuple[()] = _NOTHING
         #: Writes of the coordinator itself (conf state, created snapshot) for the next batch.
@@ -223,7 +249,32 @@ class Replica:
         if state is None:
             return False
         self._raft = state
+        # Empty (nothing pending): the maps of past requests are not kept.
+        self.proposal_waiters = self.read_waiters = _NO_WAITERS
+        if not self.index_waiters:
+            self.index_waiters = _NO_WAITERS
         return True
+
+    def writable_proposal_waiters(self) -> dict[int, Waiter]:
+        """:attr:`proposal_waiters`, made this replica's own first if it is the shared one."""
+        waiters = self.proposal_waiters
+        if waiters is _NO_WAITERS:
+            waiters = self.proposal_waiters = {}
+        return waiters
+
+    def writable_index_waiters(self) -> dict[int, int]:
+        """:attr:`index_waiters`, made this replica's own first if it is the shared one."""
+        waiters = self.index_waiters
+        if waiters is _NO_WAITERS:
+            waiters = self.index_waiters = {}
+        return waiters
+
+    def writable_read_waiters(self) -> dict[bytes, Waiter]:
+        """:attr:`read_waiters`, made this replica's own first if it is the shared one."""
+        waiters = self.read_waiters
+        if waiters is _NO_WAITERS:
+            waiters = self.read_waiters = {}
+        return waiters
 
     @property
     def has_pending_requests(self) -> bool:
@@ -376,9 +427,7 @@ class Replica:
             w.set_error(error)
         for _, _, w in self.reads_awaiting_apply:
             w.set_error(error)
-        self.proposal_waiters.clear()
-        self.index_waiters.clear()
-        self.read_waiters.clear()
+        self.proposal_waiters = self.index_waiters = self.read_waiters = _NO_WAITERS
         self.reads_awaiting_apply = _NOTHING
         # Queued proposals have their waiters in proposal_waiters too.
         self.ops = _NOTHING

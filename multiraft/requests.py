@@ -28,7 +28,7 @@ def track_index(r: Replica, seq: int) -> None:
     """Remember at which index a proposal of this leader went, to detect its loss."""
     raft = r.rawnode.raft
     if raft.state is _LEADER:
-        r.index_waiters[raft.raft_log.last_index()] = seq
+        r.writable_index_waiters()[raft.raft_log.last_index()] = seq
 
 
 class RequestQueue:
@@ -107,7 +107,7 @@ def _propose(r: Replica, batch: list[Proposal]) -> None:
     raft = rn.raft
     if raft.state is _LEADER:
         # The batch went to the end of the leader's log, in order.
-        index_waiters = r.index_waiters
+        index_waiters = r.writable_index_waiters()
         first = raft.raft_log.last_index() - len(batch) + 1
         for k, p in enumerate(batch):
             index_waiters[first + k] = p.seq

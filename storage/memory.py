@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from multiraft.raft.errors import CompactedError, SnapOutOfDateError, UnavailableError
+from multiraft.raft.interning import InternTable
 from multiraft.raft.log import limit_size
 from multiraft.raft.storage import NO_LIMIT
 from multiraft.raft.types import (
@@ -22,12 +23,28 @@ from multiraft.raft.types import (
     HardState,
     Snapshot,
     SnapshotMetadata,
+    shared_hard_state,
 )
 
 __all__ = ["MemoryStorage"]
 
 #: The dummy entry of every log that was never compacted (entries are immutable).
 _ORIGIN = Entry(term=0, index=0)
+
+#: Dummy entries shared between the logs that hold equal ones (groups created
+#: together start from the same snapshot): an idle group keeps none of its own.
+_DUMMIES: InternTable[tuple[int, int], Entry] = InternTable()
+
+#: Logs up to this many entries (dummy included) are rebuilt at their exact size
+#: when appended to: a list grown in place reserves room for entries that the
+#: short log of a new or idle group never gets.
+_SHORT_LOG = 8
+
+
+def _dummy(term: int, index: int) -> Entry:
+    key = (term, index)
+    known = _DUMMIES.get(key)
+    return known if known is not None else _DUMMIES.add(key, Entry(term=term, index=index))
 
 
 class MemoryStorage:
@@ -107,8 +124,8 @@ class MemoryStorage:
     # -- writing -----------------------------------------------------------
 
     def set_hard_state(self, hs: HardState) -> None:
-        """Store the hard state."""
-        self._hard_state = hs
+        """Store the hard state (an equal one already shared is kept instead)."""
+        self._hard_state = shared_hard_state(hs)
 
     def set_conf_state(self, cs: ConfState) -> None:
         """Record the current membership, reported by ``initial_state()`` from now on."""
@@ -121,7 +138,7 @@ class MemoryStorage:
             raise SnapOutOfDateError(f"snapshot {snap.metadata.index} is not newer than {current}")
         self._snapshot = snap
         self._conf_state = None
-        self._ents = [Entry(term=snap.metadata.term, index=snap.metadata.index)]
+        self._ents = [_dummy(snap.metadata.term, snap.metadata.index)]
 
     def create_snapshot(
         self, index: int, conf_state: ConfState | None = None, data: bytes = b""
@@ -180,7 +197,7 @@ class MemoryStorage:
         if index > last:
             raise ValueError(f"compact {index} is out of bound lastindex({last})")
         pos = index - offset
-        kept = [Entry(term=self._ents[pos].term, index=index)]
+        kept = [_dummy(self._ents[pos].term, index)]
         kept.extend(self._ents[pos + 1 :])
         self._ents = kept
 
@@ -202,4 +219,8 @@ class MemoryStorage:
         pos = start - self._ents[0].index
         if pos > len(self._ents):
             raise ValueError(f"missing log entry [last: {self.last_index()}, append at: {start}]")
-        self._ents[pos:] = entries
+        ents = self._ents
+        if pos + len(entries) <= _SHORT_LOG:
+            self._ents = ents[:pos] + list(entries)
+        else:
+            ents[pos:] = entries

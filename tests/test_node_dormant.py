@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import trio
 import trio.testing
 
 from multiraft.raft import StateType
+from multiraft.raft.types import HardState, ProgressState, SoftState
 from multiraft.replica import Replica
 from node_cluster import Cluster, wait_until
+from progress_fields import progress_fields
 
 TICK = 0.1
 
@@ -29,7 +33,20 @@ async def _create_and_fold(c: Cluster, gids: list[int]) -> None:
     await wait_until(lambda: _all_dormant(c, gids), 2, "every replica dormant")
 
 
-async def test_quiesced_replicas_fold_and_report_the_same_status_once_rebuilt(
+def _status_fields(status: Any) -> tuple[Any, ...]:
+    """Every field of a raft ``Status``, progress field by field."""
+    progress = sorted(progress_fields(pid, pr) for pid, pr in status.progress.items())
+    return (
+        status.id,
+        status.hard_state,
+        status.soft_state,
+        status.applied,
+        status.lead_transferee,
+        progress,
+    )
+
+
+async def test_quiesced_replicas_fold_and_answer_their_status_without_being_rebuilt(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
     async with Cluster(3) as c:
@@ -37,26 +54,47 @@ async def test_quiesced_replicas_fold_and_report_the_same_status_once_rebuilt(
         await _create_and_fold(c, gids)
         for g in gids:
             for i in c.ids:
-                d = _replica(c, i, g).dormant
+                r = _replica(c, i, g)
+                d = r.dormant
                 assert d is not None
                 leader = g % 3 + 1
                 role = StateType.LEADER if i == leader else StateType.FOLLOWER
                 assert (d.term, d.commit, d.applied, d.lead, d.state) == (2, 4, 4, leader, role)
                 status = c.nodes[i].status(g)
-                assert _replica(c, i, g).dormant is None  # reading the status rebuilt it
-                assert (status.hard_state.term, status.hard_state.commit, status.applied) == (
-                    2,
-                    4,
-                    4,
-                )
-                assert (status.soft_state.lead, status.soft_state.raft_state) == (leader, role)
+                assert r.dormant is d  # answered from the folded state
+                assert (status.id, status.applied, status.lead_transferee) == (i, 4, 0)
+                assert status.hard_state == HardState(term=2, vote=leader, commit=4)
+                assert status.soft_state == SoftState(lead=leader, raft_state=role)
                 if i == leader:
                     assert sorted(
-                        (pid, pr.match, pr.next) for pid, pr in status.progress.items()
-                    ) == [(1, 4, 5), (2, 4, 5), (3, 4, 5)]
+                        (pid, pr.state, pr.match, pr.next, pr.sent_commit)
+                        for pid, pr in status.progress.items()
+                    ) == [(p, ProgressState.REPLICATE, 4, 5, 0) for p in c.ids]
+                else:
+                    assert status.progress == {}
+                # The rebuilt member reports the very same status.
+                assert _status_fields(r.rawnode.status()) == _status_fields(status)
+                assert r.dormant is None
         # Still quiesced: the rebuilt members fold again after the next cycle.
         await wait_until(lambda: _all_dormant(c, gids), 2, "every replica dormant again")
         assert all(c.nodes[i].is_quiesced(g) for i in c.ids for g in gids)
+
+
+async def test_the_dormant_groups_gauge_counts_folds_wakes_and_removals(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    async with Cluster(3) as c:
+        assert [c.nodes[i].stats()["dormant_groups"] for i in c.ids] == [0, 0, 0]
+        gids = list(range(6))
+        await _create_and_fold(c, gids)
+        assert [c.nodes[i].stats()["dormant_groups"] for i in c.ids] == [6, 6, 6]
+        _replica(c, 2, 4).rawnode  # noqa: B018 (using the member rebuilds it)
+        assert [c.nodes[i].stats()["dormant_groups"] for i in c.ids] == [6, 5, 6]
+        await wait_until(lambda: _all_dormant(c, gids), 2, "folded again")
+        assert [c.nodes[i].stats()["dormant_groups"] for i in c.ids] == [6, 6, 6]
+        await c.nodes[3].remove_group(5)
+        assert [c.nodes[i].stats()["dormant_groups"] for i in c.ids] == [6, 6, 5]
+        assert c.nodes[3].stats()["groups"] == 5
 
 
 async def test_a_folded_leader_commits_the_next_proposal_at_the_next_index_without_election(

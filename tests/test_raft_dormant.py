@@ -16,6 +16,7 @@ from multiraft.raft.errors import RaftError
 from multiraft.raft.inflights import Inflights
 from multiraft.raft.rawnode import RawNode
 from multiraft.raft.types import Message, MessageType, ProgressState, StateType
+from progress_fields import progress_fields
 from raft_harness import new_storage, new_test_config
 from storage import MemoryStorage
 
@@ -28,23 +29,7 @@ def _dump(rn: RawNode) -> tuple[Any, ...]:
     leftover votes: only a candidate reads them, after clearing them)."""
     r = rn.raft
     log = r.raft_log
-    progress = [
-        (
-            pid,
-            pr.match,
-            pr.next,
-            pr.state,
-            pr.recent_active,
-            pr.msg_app_flow_paused,
-            pr.pending_snapshot,
-            pr.probe_next,
-            pr.sent_commit,
-            pr.is_learner,
-            pr.inflights.count(),
-            pr.inflights.bytes(),
-        )
-        for pid, pr in r.trk.progress.items()
-    ]
+    progress = [progress_fields(pid, pr) for pid, pr in r.trk.progress.items()]
     return (
         r.term,
         r.vote,

@@ -8,16 +8,20 @@ from multiraft.raft.inflights import Inflights
 from multiraft.raft.progress import Progress
 from multiraft.raft.quorum import JointConfig, MajorityConfig
 from multiraft.raft.rawnode import RawNode
+from multiraft.raft.read_only import ReadOnly
 from multiraft.raft.tracker import TrackerConfig
 from multiraft.raft.types import (
     NONE,
     Entry,
+    HardState,
     Message,
     MessageType,
     ProgressState,
+    ReadOnlyOption,
     ReadState,
     SoftState,
     StateType,
+    shared_hard_state,
 )
 from raft_harness import new_storage, new_test_config, new_test_raft
 
@@ -229,3 +233,56 @@ def test_equal_soft_states_are_one_instance() -> None:
     assert a.soft_state() is a.soft_state() == SoftState(1, StateType.LEADER)
     assert b.soft_state() == SoftState(1, StateType.FOLLOWER)
     assert b.soft_state() is not a.soft_state()
+
+
+def test_votes_are_the_shared_empty_dict_outside_an_election_and_private_in_one() -> None:
+    a = new_test_raft(1, peers=[1, 2, 3])
+    b = new_test_raft(2, peers=[1, 2, 3])
+    shared = a.trk.votes
+    assert shared == {} and b.trk.votes is shared
+    a.step(Message(type=MT.HUP, from_=1, to=1))
+    assert a.trk.votes == {1: True} and a.trk.votes is not shared
+    assert shared == {} and b.trk.votes is shared
+    a.step(Message(type=MT.VOTE_RESP, from_=3, to=1, term=a.term, reject=True))
+    a.step(Message(type=MT.VOTE_RESP, from_=3, to=1, term=a.term))
+    assert a.trk.votes == {1: True, 3: False} and a.trk.tally_votes()[:2] == (1, 1)
+    a.trk.reset_votes()
+    assert a.trk.votes is shared and shared == {}
+
+
+def test_pending_reads_are_the_shared_empty_dict_until_one_arrives_and_once_all_are_done() -> None:
+    a = ReadOnly(ReadOnlyOption.SAFE)
+    b = ReadOnly(ReadOnlyOption.SAFE)
+    shared = a.pending
+    assert shared == {} and b.pending is shared
+    req = Message(type=MT.READ_INDEX, entries=(Entry(0, 0, data=b"x"),))
+    a.add_request(7, req)
+    assert list(a.pending) == [b"x"] and b.pending is shared and shared == {}
+    assert [s.index for s in a.advance(b"x")] == [7]
+    assert a.pending is shared and shared == {}
+    a.add_request(8, req)
+    a.reset()
+    assert a.pending is shared and shared == {}
+
+
+def test_settled_rawnodes_keep_one_shared_instance_of_an_equal_hard_state() -> None:
+    nodes = []
+    for _ in range(2):
+        storage = new_storage([1])
+        rn = RawNode(new_test_config(1, 10, 1, storage))
+        rn.campaign()
+        while rn.has_ready():
+            rd = rn.ready()
+            storage.append(rd.entries)
+            if rd.hard_state is not None:
+                storage.set_hard_state(rd.hard_state)
+            rn.advance(rd)
+        nodes.append((rn, storage))
+    (a, sa), (b, sb) = nodes
+    assert a._prev_hard_state == HardState(term=1, vote=1, commit=1)
+    assert a._prev_hard_state is b._prev_hard_state
+    assert sa.initial_state()[0] is sb.initial_state()[0] is a._prev_hard_state
+    assert shared_hard_state(HardState(term=1, vote=1, commit=1)) is a._prev_hard_state
+    fresh = HardState(term=99, vote=3, commit=7)
+    assert shared_hard_state(fresh) is fresh
+    assert shared_hard_state(HardState(term=99, vote=3, commit=7)) is fresh

@@ -36,7 +36,7 @@ from multiraft.raft.raft import Raft
 from multiraft.raft.tracker import TrackerConfig
 from multiraft.raft.types import NONE, ProgressState, StateType
 
-__all__ = ["DormantState", "dormant_state", "revive"]
+__all__ = ["DormantState", "dormant_progress", "dormant_state", "revive"]
 
 _LEADER = StateType.LEADER
 _FOLLOWER = StateType.FOLLOWER
@@ -242,6 +242,28 @@ def dormant_state(r: Raft) -> DormantState | None:
     )
 
 
+def dormant_progress(s: DormantState, self_id: int, window: Inflights) -> dict[int, Progress]:
+    """The progress of every member, as the member ``s`` was captured from (whose
+    id is ``self_id``) had it, every one with the inflights ``window``."""
+    x = s.progress_last
+    leader = s.state is _LEADER
+    progress: dict[int, Progress] = {}
+    for i, pid in enumerate(s.member_ids):
+        bit = 1 << i
+        pr = Progress(
+            x + 1,
+            window,
+            match=x if leader or pid == self_id else 0,
+            is_learner=bool(s.learners & bit),
+        )
+        if leader:
+            pr.state = _REPLICATE
+            pr.recent_active = bool(s.active & bit)
+            pr.sent_commit = s.sent_commits[i]
+        progress[pid] = pr
+    return progress
+
+
 def revive(config: Config, s: DormantState) -> Raft:
     """The member ``s`` was captured from, rebuilt on ``config`` (the same storage
     and settings it was built with; ``config.applied`` is not used).
@@ -258,23 +280,7 @@ def revive(config: Config, s: DormantState) -> Raft:
     log.applied = s.applied
     trk = r.trk
     window = Inflights.shared_empty(trk.max_inflight, trk.max_inflight_bytes)
-    x = s.progress_last
-    leader = s.state is _LEADER
-    self_id = r.id
-    progress: dict[int, Progress] = {}
-    for i, pid in enumerate(s.member_ids):
-        bit = 1 << i
-        pr = Progress(
-            x + 1,
-            window,
-            match=x if leader or pid == self_id else 0,
-            is_learner=bool(s.learners & bit),
-        )
-        if leader:
-            pr.state = _REPLICATE
-            pr.recent_active = bool(s.active & bit)
-            pr.sent_commit = s.sent_commits[i]
-        progress[pid] = pr
+    progress = dormant_progress(s, r.id, window)
     # Still a follower here: installing the membership has no side effect.
     r.switch_to_config(s.config, progress)
     r.lead = s.lead

@@ -40,6 +40,7 @@ from multiraft.raft.types import (
     StateType,
     is_local_msg,
     is_response_msg,
+    shared_hard_state,
 )
 
 __all__ = ["RawNode", "Ready", "Status"]
@@ -107,7 +108,7 @@ class RawNode:
     def __init__(self, config: Config) -> None:
         self.raft = Raft(config)
         self._prev_soft_state = self.raft.soft_state()
-        self._prev_hard_state = self.raft.hard_state()
+        self._prev_hard_state = shared_hard_state(self.raft.hard_state())
 
     @classmethod
     def from_dormant(cls, config: Config, state: DormantState) -> RawNode:
@@ -117,7 +118,7 @@ class RawNode:
         rn = cls.__new__(cls)
         rn.raft = revive(config, state)
         rn._prev_soft_state = rn.raft.soft_state()
-        rn._prev_hard_state = rn.raft.hard_state()
+        rn._prev_hard_state = shared_hard_state(rn.raft.hard_state())
         return rn
 
     # ----------------------------------------------------------------- inputs
@@ -351,7 +352,7 @@ class RawNode:
         """Acknowledge that ``rd`` was persisted, sent and applied."""
         r = self.raft
         if rd.hard_state is not None:
-            self._prev_hard_state = rd.hard_state
+            self._prev_hard_state = shared_hard_state(rd.hard_state)
         r.reduce_uncommitted_size(rd.committed_entries)
         applied = rd.applied_cursor()
         if applied > 0:

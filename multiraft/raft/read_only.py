@@ -18,6 +18,10 @@ class ReadIndexStatus:
     acks: dict[int, bool] = attrs.field(factory=dict)
 
 
+#: The pending requests of every idle :class:`ReadOnly`: shared, never written.
+_NO_PENDING: dict[bytes, ReadIndexStatus] = {}
+
+
 class ReadOnly:
     """Pending ReadIndex requests of a leader, in arrival order, keyed by their context.
 
@@ -31,9 +35,9 @@ class ReadOnly:
     def __init__(self, option: ReadOnlyOption) -> None:
         self.option = option
         # One dict is both the index by context and the arrival queue (dicts keep
-        # insertion order): an idle group holds a single empty dict, which the
-        # garbage collector does not track, instead of a dict and a list.
-        self.pending: dict[bytes, ReadIndexStatus] = {}
+        # insertion order). With nothing pending it is the shared empty one, never
+        # written: a group that serves no reads keeps no dict of its own.
+        self.pending: dict[bytes, ReadIndexStatus] = _NO_PENDING
 
     @property
     def queue(self) -> list[bytes]:
@@ -42,15 +46,17 @@ class ReadOnly:
 
     def reset(self) -> None:
         """Drop every pending request (a new term: they can no longer be confirmed)."""
-        if self.pending:
-            self.pending.clear()
+        self.pending = _NO_PENDING
 
     def add_request(self, index: int, m: Message) -> None:
         """Queue a read request whose context is ``m.entries[0].data``."""
         ctx = m.entries[0].data
-        if ctx in self.pending:
+        pending = self.pending
+        if ctx in pending:
             return
-        self.pending[ctx] = ReadIndexStatus(req=m, index=index)
+        if pending is _NO_PENDING:
+            self.pending = pending = {}
+        pending[ctx] = ReadIndexStatus(req=m, index=index)
 
     def recv_ack(self, node_id: int, ctx: bytes) -> dict[int, bool]:
         """Record that ``node_id`` acknowledged the heartbeat carrying ``ctx``."""
@@ -70,7 +76,10 @@ class ReadOnly:
             done_ctxs.append(c)
             if c == ctx:
                 break
-        return [pending.pop(c) for c in done_ctxs]
+        done = [pending.pop(c) for c in done_ctxs]
+        if not pending:
+            self.pending = _NO_PENDING
+        return done
 
     def last_pending_request_ctx(self) -> bytes:
         """Context of the newest pending request, ``b""`` when none."""

@@ -105,6 +105,11 @@ class TrackerConfig:
 _ConfigKey = tuple[JointConfig, bool, frozenset[int], frozenset[int]]
 _CONFIGS: InternTable[_ConfigKey, TrackerConfig] = InternTable()
 
+#: The votes of every tracker outside an election: one shared empty dict that is
+#: never written (:meth:`ProgressTracker.record_vote` makes a private one), so a
+#: group that is not electing keeps no dict of its own.
+_NO_VOTES: dict[int, bool] = {}
+
 
 class ProgressTracker:
     """The leader's bookkeeping for a group: configuration, progress of every member, votes."""
@@ -116,7 +121,7 @@ class ProgressTracker:
         self.max_inflight_bytes = max_inflight_bytes
         self.config = TrackerConfig()
         self.progress: dict[int, Progress] = {}
-        self.votes: dict[int, bool] = {}
+        self.votes: dict[int, bool] = _NO_VOTES
 
     def _matched_index(self, node_id: int) -> int | None:
         pr = self.progress.get(node_id)
@@ -169,12 +174,17 @@ class ProgressTracker:
 
     def reset_votes(self) -> None:
         """Forget every recorded vote (a new election starts)."""
-        self.votes.clear()
+        self.votes = _NO_VOTES
 
     def record_vote(self, node_id: int, granted: bool) -> None:
         """Record ``node_id``'s vote; a later vote from the same node is ignored."""
-        if node_id not in self.votes:
-            self.votes[node_id] = granted
+        votes = self.votes
+        if node_id in votes:
+            return
+        if votes is _NO_VOTES:
+            self.votes = {node_id: granted}
+        else:
+            votes[node_id] = granted
 
     def tally_votes(self) -> tuple[int, int, VoteResult]:
         """Granted and rejected votes among tracked voters, and the election's standing."""

@@ -13,6 +13,8 @@ from typing import Any
 
 import attrs
 
+from multiraft.raft.interning import InternTable
+
 __all__ = [
     "NONE",
     "ConfChange",
@@ -193,6 +195,17 @@ class HardState:
 
 
 EMPTY_HARD_STATE = HardState()
+
+#: Equal hard states kept past a Ready share one instance: settled groups created
+#: together hold the same few (same term, vote and commit index).
+_HARD_STATES: InternTable[HardState, HardState] = InternTable()
+
+
+def shared_hard_state(hs: HardState) -> HardState:
+    """The instance equal to ``hs`` that is shared with the groups keeping one
+    (``hs`` itself if it is the first)."""
+    known = _HARD_STATES.get(hs)
+    return known if known is not None else _HARD_STATES.add(hs, hs)
 
 
 def _int_tuple(v: Any) -> tuple[int, ...]:
