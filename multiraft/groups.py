@@ -296,7 +296,11 @@ class GroupTable:
             elif attempts > 1:
                 self.settling[r] = attempts - 1
         self.dormant_replicas += folded
-        self.heap_trimmer.wave_step(folded, bool(self.settling))
+        if self.heap_trimmer.wave_ended(folded, bool(self.settling)):
+            # A dict keeps the table of its largest size: the many groups that
+            # were awake at once left a large one behind.
+            self.active = dict.fromkeys(self.active)
+            self.heap_trimmer.trim()
 
     def _initial_snapshot(self, peers: list[int], data: bytes) -> Snapshot:
         """A new group's initial snapshot of ``data``: at index ``len(peers)``, term 1,

@@ -55,13 +55,18 @@ class HeapTrimmer:
         self.folds = 0
         self.trims = 0
 
-    def wave_step(self, folded: int, more_to_come: bool) -> None:
+    def wave_ended(self, folded: int, more_to_come: bool) -> bool:
         """``folded`` more replicas folded; ``more_to_come`` says others are still
-        settling. Trims once the wave is over if it was large enough."""
+        settling. True when a wave large enough to trim after is over (the count
+        starts again): the caller drops what it can, then calls :meth:`trim`."""
         self.folds += folded
         if more_to_come or self.folds < self.threshold:
-            return
+            return False
         self.folds = 0
+        return True
+
+    def trim(self) -> None:
+        """Give the C heap's free pages back to the system (if it can)."""
         if self._trim is not None:
             self._trim()
             self.trims += 1

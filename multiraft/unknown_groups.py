@@ -54,4 +54,12 @@ class UnknownGroups:
 
     def take(self, group_id: int) -> list[Message]:
         """The messages held for ``group_id`` (now removed from the buffer)."""
-        return self._buffer.pop(group_id, [])
+        buffer = self._buffer
+        msgs = buffer.pop(group_id, None)
+        if msgs is None:
+            return []
+        if not buffer:
+            # A dict keeps the table of its largest size once emptied: after a
+            # burst of many groups created at once, start over with a small one.
+            self._buffer = OrderedDict()
+        return msgs

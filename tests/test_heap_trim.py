@@ -21,26 +21,29 @@ class _CountingTrim:
         return 0
 
 
-def test_a_wave_trims_once_when_it_ends_and_only_past_the_threshold() -> None:
+def test_a_wave_ends_for_trimming_once_it_is_over_and_only_past_the_threshold() -> None:
+    t = HeapTrimmer(_CountingTrim(), threshold=5)
+    assert t.wave_ended(3, more_to_come=True) is False
+    assert t.wave_ended(2, more_to_come=True) is False
+    assert t.folds == 5
+    assert t.wave_ended(0, more_to_come=False) is True
+    assert t.folds == 0
+    # A trickle below the threshold adds up across waves.
+    assert t.wave_ended(4, more_to_come=False) is False
+    assert t.folds == 4
+    assert t.wave_ended(1, more_to_come=False) is True
+    assert (t.folds, t.trims) == (0, 0)
+
+
+def test_trim_calls_the_release_function_and_counts_only_real_calls() -> None:
     trim = _CountingTrim()
-    t = HeapTrimmer(trim, threshold=5)
-    t.wave_step(3, more_to_come=True)
-    t.wave_step(2, more_to_come=True)
-    assert (trim.calls, t.trims, t.folds) == (0, 0, 5)
-    t.wave_step(0, more_to_come=False)
-    assert (trim.calls, t.trims, t.folds) == (1, 1, 0)
-    # A trickle below the threshold adds up across waves before it trims.
-    t.wave_step(4, more_to_come=False)
-    assert (trim.calls, t.folds) == (1, 4)
-    t.wave_step(1, more_to_come=False)
-    assert (trim.calls, t.trims, t.folds) == (2, 2, 0)
-
-
-def test_without_a_trim_call_a_large_wave_only_resets_the_count() -> None:
-    t = HeapTrimmer(None, threshold=2)
-    t.wave_step(3, more_to_come=False)
-    assert (t.trims, t.folds, t.threshold) == (0, 0, 2)
-    assert HeapTrimmer(None).threshold == TRIM_AFTER_FOLDS == 4096
+    t = HeapTrimmer(trim)
+    t.trim()
+    t.trim()
+    assert (trim.calls, t.trims, t.threshold) == (2, 2, TRIM_AFTER_FOLDS)
+    idle = HeapTrimmer(None)
+    idle.trim()
+    assert (idle.trims, TRIM_AFTER_FOLDS) == (0, 4096)
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's malloc_trim")
@@ -72,3 +75,25 @@ async def test_a_node_trims_once_after_its_groups_fold_in_one_wave(
         # late message and folded again counts towards the next trim only.
         assert {i: trims[i].calls for i in c.ids} == {1: 1, 2: 1, 3: 1}
         assert all(c.nodes[i]._table.heap_trimmer.folds < 12 for i in c.ids)
+        # The set of ticked groups was rebuilt, in the same order.
+        assert all(list(c.nodes[i]._table.active) == [] for i in c.ids)
+
+
+async def test_the_ticked_groups_rebuilt_after_a_wave_keep_their_order(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    async with Cluster(3) as c:
+        table = c.nodes[1]._table
+        table.heap_trimmer = HeapTrimmer(_CountingTrim(), threshold=1)
+        await c.create_groups(range(4))
+        await c.wait_leaders(range(4))
+        await c.settle(range(4))
+        before = table.active
+        awake = [table.replicas[g] for g in (3, 1)]
+        for r in awake:
+            table.wake(r)
+        assert list(table.active) == awake
+        table.settling = {table.replicas[0]: 1}
+        table.replicas[0].rawnode  # noqa: B018 (rebuilt: it folds again)
+        table.hibernate_settled()
+        assert table.active is not before and list(table.active) == awake
