@@ -54,6 +54,9 @@ class NodeConfig:
 
     * ``quiesce``: idle groups stop ticking and heartbeating (False keeps every
       group ticking, for comparison and tests).
+    * ``dormant_after_ticks``: a quiesced group's raft state folds into a compact
+      dormant record once it stayed quiesced this many ticks (0: at once); a
+      group touched again sooner is not rebuilt (see :mod:`multiraft.fold_schedule`).
     * ``peer_timeout_ticks``: a peer node not heard from for this many ticks is
       judged dead; groups quiesced under a leader on it wake and elect.
     * ``proposal_timeout``: how long ``propose``/``read``/``change_membership``/
@@ -82,6 +85,7 @@ class NodeConfig:
     pre_vote: bool = True
     check_quorum: bool = True
     quiesce: bool = True
+    dormant_after_ticks: int = 10
     max_size_per_msg: int = 1 << 20
     max_inflight_msgs: int = 256
     max_inflight_bytes: int = 0
@@ -136,6 +140,7 @@ class NodeConfig:
         if self.read_only_option == ReadOnlyOption.LEASE_BASED and not self.check_quorum:
             raise ValueError("read_only_option LEASE_BASED requires check_quorum=True")
         _int_at_least("peer_timeout_ticks", self.peer_timeout_ticks, self.heartbeat_ticks + 1)
+        _int_at_least("dormant_after_ticks", self.dormant_after_ticks, 0)
         _positive_seconds("proposal_timeout", self.proposal_timeout)
         _int_at_least("snapshot_entries", self.snapshot_entries, 0)
         _int_at_least("snapshot_bytes", self.snapshot_bytes, 0)

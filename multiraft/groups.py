@@ -14,6 +14,7 @@ from multiraft.config import NodeConfig
 from multiraft.counters import NodeCounters
 from multiraft.errors import GroupFailedError
 from multiraft.events import EventHub, GroupCreated, GroupFailed, MembershipChanged
+from multiraft.fold_schedule import FoldSchedule
 from multiraft.heap_trim import HeapTrimmer, malloc_trim
 from multiraft.liveness import PeerLiveness
 from multiraft.ports import CorruptionReportingLog, GroupStorage, LogEngine
@@ -96,6 +97,7 @@ class GroupTable:
         "engine",
         "events",
         "failed",
+        "folds",
         "heap_trimmer",
         "liveness",
         "node_id",
@@ -148,6 +150,11 @@ class GroupTable:
         #: Quiesced replicas to fold away once their last cycle is done (see
         #: :meth:`hibernate_settled`), with the attempts they have left.
         self.settling: dict[Replica, int] = {}
+        #: Quiesced replicas waiting ``dormant_after_ticks`` before they settle
+        #: (None: they settle at once).
+        self.folds: FoldSchedule[Replica] | None = (
+            FoldSchedule(config.dormant_after_ticks) if config.dormant_after_ticks else None
+        )
         #: Hosted replicas whose raft member is folded away (see :meth:`hibernate_settled`).
         self.dormant_replicas = 0
         #: Gives the C heap's free pages back after a large wave of folds.
@@ -247,8 +254,16 @@ class GroupTable:
         rn = RawNode.from_dormant(self._raft_config(r.group_id, r.storage, 0), state)
         self.dormant_replicas -= 1
         if r.quiesced:
-            self.settling[r] = _HIBERNATE_ATTEMPTS
+            self._settle_later(r)
         return rn
+
+    def _settle_later(self, r: Replica) -> None:
+        """Fold quiesced ``r`` once it stayed quiesced ``dormant_after_ticks``."""
+        folds = self.folds
+        if folds is None:
+            self.settling[r] = _HIBERNATE_ATTEMPTS
+        else:
+            folds.schedule(r, self.tick)
 
     def status(self, r: Replica) -> Status:
         """``r``'s raft ``Status``; a dormant replica answers from its folded state
@@ -276,12 +291,17 @@ class GroupTable:
         """Fold away the raft members of the replicas that quiesced since the last call.
 
         Called by the driver after a ready cycle, when their last messages are
-        sent and their last writes done. A replica that does not fold yet (an
+        sent and their last writes done. Replicas settle ``dormant_after_ticks``
+        after they quiesced (:mod:`multiraft.fold_schedule`). A replica that does not fold yet (an
         answer still to send, a commit to apply) is tried again after the next
         cycles, a few times; one whose raft is in no form that rebuilds exactly
         stays as it is (see :mod:`multiraft.raft.dormant`).
         """
         settling = self.settling
+        folds = self.folds
+        if folds is not None:
+            for r in folds.take_due(self.tick):
+                settling[r] = _HIBERNATE_ATTEMPTS
         if not settling:
             return
         self.settling = {}
@@ -349,6 +369,8 @@ class GroupTable:
         self.corrupt.discard(r.group_id)
         self.snapshot_sends.finished(r.group_id)
         self.settling.pop(r, None)
+        if self.folds is not None:
+            self.folds.cancel(r)
         self.forget_peers(r.conf_state)
 
     def fail(self, r: Replica, exc: BaseException) -> None:
@@ -378,6 +400,8 @@ class GroupTable:
             r.quiesced = False
             self.active[r] = None
             self.settling.pop(r, None)
+            if self.folds is not None:
+                self.folds.cancel(r)
             self.counters.wakeups += 1
 
     def quiesce(self, r: Replica) -> None:
@@ -387,7 +411,7 @@ class GroupTable:
             self.active.pop(r, None)
             self.counters.quiesce_events += 1
             r.rawnode.raft.trk.share_idle_windows()
-            self.settling[r] = _HIBERNATE_ATTEMPTS
+            self._settle_later(r)
 
     # ------------------------------------------------------------- membership
 

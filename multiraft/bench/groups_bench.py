@@ -131,7 +131,13 @@ async def _wait_leaders(nodes: dict[int, Node], count: int, timeout: float = 600
 
 
 def _all_quiesced(nodes: dict[int, Node], count: int) -> bool:
-    return all(n.stats()["quiesced_groups"] == count for n in nodes.values())
+    """Every node has ``count`` groups quiesced and folded into dormant records
+    (they fold ``dormant_after_ticks`` after quiescing)."""
+    for n in nodes.values():
+        stats = n.stats()
+        if stats["quiesced_groups"] != count or stats["dormant_groups"] != count:
+            return False
+    return True
 
 
 def _not_first_elected(nodes: dict[int, Node], count: int, campaigner: Callable[[int], int]) -> int:
