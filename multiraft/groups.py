@@ -292,10 +292,10 @@ class GroupTable:
 
         Called by the driver after a ready cycle, when their last messages are
         sent and their last writes done. Replicas settle ``dormant_after_ticks``
-        after they quiesced (:mod:`multiraft.fold_schedule`). A replica that does not fold yet (an
-        answer still to send, a commit to apply) is tried again after the next
-        cycles, a few times; one whose raft is in no form that rebuilds exactly
-        stays as it is (see :mod:`multiraft.raft.dormant`).
+        after they quiesced (:mod:`multiraft.fold_schedule`). A replica that does
+        not fold yet (an answer still to send, a commit to apply) is tried again
+        after the next cycles, a few times; one whose raft is in no form that
+        rebuilds exactly stays as it is (see :mod:`multiraft.raft.dormant`).
         """
         settling = self.settling
         folds = self.folds
@@ -316,7 +316,8 @@ class GroupTable:
             elif attempts > 1:
                 self.settling[r] = attempts - 1
         self.dormant_replicas += folded
-        if self.heap_trimmer.wave_ended(folded, bool(self.settling)):
+        more_to_come = bool(self.settling) or (folds is not None and len(folds) > 0)
+        if self.heap_trimmer.wave_ended(folded, more_to_come):
             # A dict keeps the table of its largest size: the many groups that
             # were awake at once left a large one behind.
             self.active = dict.fromkeys(self.active)

@@ -16,10 +16,14 @@ import ctypes
 import sys
 from collections.abc import Callable
 
-__all__ = ["TRIM_AFTER_FOLDS", "HeapTrimmer", "malloc_trim"]
+__all__ = ["LONG_WAVE_FACTOR", "TRIM_AFTER_FOLDS", "HeapTrimmer", "malloc_trim"]
 
 #: Folds since the last trim after which the end of a folding wave trims the heap.
 TRIM_AFTER_FOLDS = 4096
+
+#: A wave that never ends (replicas keep quiescing while others fold) still trims
+#: after this many times :data:`TRIM_AFTER_FOLDS` folds.
+LONG_WAVE_FACTOR = 16
 
 
 def malloc_trim() -> Callable[[], object] | None:
@@ -57,10 +61,13 @@ class HeapTrimmer:
 
     def wave_ended(self, folded: int, more_to_come: bool) -> bool:
         """``folded`` more replicas folded; ``more_to_come`` says others are still
-        settling. True when a wave large enough to trim after is over (the count
-        starts again): the caller drops what it can, then calls :meth:`trim`."""
-        self.folds += folded
-        if more_to_come or self.folds < self.threshold:
+        waiting to fold. True when a wave large enough to trim after is over, or
+        went on for :data:`LONG_WAVE_FACTOR` times that long (the count starts
+        again): the caller drops what it can, then calls :meth:`trim`."""
+        folds = self.folds = self.folds + folded
+        if folds < self.threshold:
+            return False
+        if more_to_come and folds < LONG_WAVE_FACTOR * self.threshold:
             return False
         self.folds = 0
         return True

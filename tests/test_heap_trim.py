@@ -8,7 +8,7 @@ import pytest
 import trio
 import trio.testing
 
-from multiraft.heap_trim import TRIM_AFTER_FOLDS, HeapTrimmer, malloc_trim
+from multiraft.heap_trim import LONG_WAVE_FACTOR, TRIM_AFTER_FOLDS, HeapTrimmer, malloc_trim
 from node_cluster import Cluster, wait_until
 
 
@@ -33,6 +33,10 @@ def test_a_wave_ends_for_trimming_once_it_is_over_and_only_past_the_threshold() 
     assert t.folds == 4
     assert t.wave_ended(1, more_to_come=False) is True
     assert (t.folds, t.trims) == (0, 0)
+    # A wave that never ends still ends for trimming after 16 times the threshold.
+    assert t.wave_ended(79, more_to_come=True) is False
+    assert t.wave_ended(1, more_to_come=True) is True
+    assert (t.folds, LONG_WAVE_FACTOR) == (0, 16)
 
 
 def test_trim_calls_the_release_function_and_counts_only_real_calls() -> None:
@@ -88,12 +92,20 @@ async def test_the_ticked_groups_rebuilt_after_a_wave_keep_their_order(
         await c.create_groups(range(4))
         await c.wait_leaders(range(4))
         await c.settle(range(4))
+        await wait_until(
+            lambda: all(table.replicas[g].dormant is not None for g in range(4)), 2, "dormant"
+        )
         before = table.active
         awake = [table.replicas[g] for g in (3, 1)]
         for r in awake:
             table.wake(r)
         assert list(table.active) == awake
-        table.settling = {table.replicas[0]: 1}
-        table.replicas[0].rawnode  # noqa: B018 (rebuilt: it folds again)
+        r0 = table.replicas[0]
+        r0.rawnode  # noqa: B018 (rebuilt, so it can fold again)
+        assert table.folds is not None and r0 in table.folds
+        # Folded now rather than after the usual quiet ticks: the wave ends with it.
+        table.folds.cancel(r0)
+        table.settling = {r0: 1}
         table.hibernate_settled()
+        assert r0.dormant is not None
         assert table.active is not before and list(table.active) == awake
