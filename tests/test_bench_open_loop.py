@@ -106,3 +106,32 @@ async def test_requests_due_between_wake_ups_leave_together_and_count_the_wait(
     assert [t for t, _, _ in fake.calls] == [0.0, 0.5, 0.5, 0.5, 0.5, 1.0, 1.0, 1.0]
     assert result["late"] == 0
     assert result["samples_ms"] == [250.0, 250.0, 375.0, 375.0, 500.0, 500.0, 625.0, 625.0]
+
+
+async def test_requests_reuse_parked_worker_tasks_up_to_the_peak_concurrency(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    tasks: list[object] = []
+
+    async def propose(group_id: int, command: bytes) -> object:
+        tasks.append(trio.lowlevel.current_task())
+        await trio.sleep(0.375)
+        return None
+
+    result = await run_open_loop(propose, [1], 4.0, 2.0, samples=10, wake_every=0)
+    # Due every 0.25 s and answered 0.375 s later: never more than two in flight,
+    # so two tasks carry all eight requests.
+    assert len(tasks) == 8
+    assert len(set(map(id, tasks))) == 2
+    assert result["commits"] == 8
+    assert result["samples_ms"] == [375.0] * 8
+
+
+async def test_cancelling_the_generator_with_parked_workers_ends_cleanly(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    fake = FakeGroups(delay=0.05)
+    with trio.move_on_after(0.6) as scope:
+        await run_open_loop(fake.propose, [1], 4.0, 2.0, wake_every=0)
+    assert scope.cancelled_caught
+    assert [round(t, 2) for t, _, _ in fake.calls] == [0.0, 0.25, 0.5]
