@@ -50,7 +50,7 @@ async def test_waiting_for_leaders_names_the_first_group_each_node_lacks(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
     nodes = {1: _Leaders(set()), 2: _Leaders({3, 5})}
-    with pytest.raises(RuntimeError, match="node 2 of group 3$"):
+    with pytest.raises(RuntimeError, match=r"node 2 of group 3$"):
         await gb._wait_leaders(nodes, 6, timeout=1)  # type: ignore[arg-type]
     # Node 1's groups were each asked once; node 2 stops at group 3 every poll.
     assert nodes[1].asked == [0, 1, 2, 3, 4, 5]
