@@ -103,12 +103,13 @@ async def test_blocking_state_machine_is_snapshotted_in_a_worker_thread(
         await c.nodes[1].change_membership(1, ConfChange(ConfChangeType.ADD_NODE, 4))
         # The membership is applied on the event loop, the commands in a thread.
         added_at = c.nodes[1].status(1).hard_state.commit
-        await wait_until(lambda: c.nodes[1].applied_index(1) == added_at, 5, "applied")
+        # Virtual time runs ahead while threads apply: wait on the outcome, not the clock.
+        await wait_until(lambda: c.nodes[1].applied_index(1) == added_at, 10_000, "applied")
         assert snap_index < added_at
         sm4 = c.sms[(1, 4)] = BlockingStateMachine()
         sm4.release.set()
         await c.nodes[4].create_group(1, [], state_machine=sm4, join=True)
-        await wait_until(lambda: c.nodes[4].applied_index(1) == added_at, 5, "node 4 restores")
+        await wait_until(lambda: c.nodes[4].applied_index(1) == added_at, 10_000, "node 4 restores")
         assert c.nodes[1].stats()["snapshots_on_demand"] == 1
         assert c.engines[1].storage(1).snapshot().metadata.index == added_at
         assert sm4.applied == c.sms[(1, 1)].applied
