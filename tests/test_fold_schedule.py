@@ -65,13 +65,18 @@ def _quiesced_everywhere(c: Cluster, g: int) -> bool:
     return all(_replica(c, i, g).quiesced for i in c.ids)
 
 
+async def _quiesced_group(c: Cluster) -> None:
+    """Create group 1 led by node 1 and wait until it is quiesced on every node."""
+    await c.create_groups([1], leader=lambda g: 1)
+    await c.wait_leaders([1])
+    await wait_until(lambda: _quiesced_everywhere(c, 1), 5, "quiesced")
+
+
 async def test_a_quiesced_group_folds_exactly_dormant_after_ticks_later(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
     async with Cluster(3, dormant_after_ticks=5) as c:
-        await c.create_groups([1], leader=lambda g: 1)
-        await c.wait_leaders([1])
-        await wait_until(lambda: _quiesced_everywhere(c, 1), 5, "quiesced")
+        await _quiesced_group(c)
         table = c.nodes[1]._table
         leader = _replica(c, 1, 1)
         folds = table.folds
@@ -115,9 +120,7 @@ async def test_dormant_after_ticks_zero_folds_as_soon_as_the_group_settles(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
     async with Cluster(3, dormant_after_ticks=0) as c:
-        await c.create_groups([1], leader=lambda g: 1)
-        await c.wait_leaders([1])
-        await wait_until(lambda: _quiesced_everywhere(c, 1), 5, "quiesced")
+        await _quiesced_group(c)
         table = c.nodes[1]._table
         assert table.folds is None
         quiesced_at = table.tick
