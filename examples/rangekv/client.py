@@ -33,7 +33,7 @@ from examples.rangekv.commands import (
 from examples.rangekv.descriptor import RangeDescriptor, range_at
 from examples.rangekv.protocol import (
     DescriptorReply,
-    DirectoryReplicasRequest,
+    DirectoryCommandRequest,
     DropReplicaRequest,
     GetRequest,
     LookupRequest,
@@ -236,11 +236,14 @@ class RangeClient:
             self.cache.update(desc)
         return reply
 
-    async def record_replicas(
-        self, range_id: int, replicas: tuple[int, ...], version: int
-    ) -> object:
-        """Have the directory record ``replicas`` for the range at ``version`` (hosts use this)."""
-        return await self._any_node(DirectoryReplicasRequest(range_id, replicas, version))
+    async def directory_command(self, command: bytes) -> object:
+        """The directory's outcome of a packed host command (see ``DirectoryCommandRequest``).
+
+        For a host without a directory replica. Retried on other nodes until one
+        answers: ``RecordSplit`` and ``UpdateReplicas`` are idempotent, and an
+        ``AllocateRangeIds`` applied twice only leaves the first block unused.
+        """
+        return await self._any_node(DirectoryCommandRequest(command))
 
     async def move_replica(self, range_id: int, from_node: int, to_node: int) -> RangeDescriptor:
         """Move range ``range_id``'s replica from ``from_node`` to ``to_node``.

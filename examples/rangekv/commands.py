@@ -16,6 +16,7 @@ from examples.rangekv.wire import message
 
 __all__ = [
     "CLIENT_WRITE_OPCODES",
+    "HOST_DIRECTORY_OPCODES",
     "AllocateRangeIds",
     "CasOutcome",
     "CompareAndSet",
@@ -183,6 +184,10 @@ class UpdateReplicas:
     range_id: int
     replicas: tuple[int, ...]
     version: int = 0
+
+
+#: Directory commands a host may have another node propose for it (it hosts no directory replica).
+HOST_DIRECTORY_OPCODES = frozenset({11, 12, 13})
 
 
 # ------------------------------------------------------------------- outcomes

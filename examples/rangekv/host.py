@@ -6,7 +6,11 @@ does what state machines cannot do themselves because ``apply`` is synchronous:
 
 * **Splits.** When a range it leads grows past the threshold (or on request),
   it reserves a range id from the directory, proposes :class:`Split` through the
-  range's own log and, once applied, records both halves in the directory.
+  range's own log and, once applied, records both halves in the directory. The
+  split takes effect when the range applies it; the range's state keeps what
+  the record needs, so a record that did not happen (a crash, a partition, a
+  change of leader) is made by whichever replica leads the range next. A host
+  without a directory replica reaches the directory through its peers.
 * **Hosting new ranges.** Applying a split (on every replica) reports the new
   range to the host, which creates its group in apply order, one creation at a
   time; the replica whose node proposed the split campaigns at once, so the new
@@ -39,7 +43,7 @@ from os import PathLike
 import attrs
 import trio
 
-from examples.rangekv.client import HostLink
+from examples.rangekv.client import HostLink, RangeKVError
 from examples.rangekv.commands import (
     AllocateRangeIds,
     ForgetChild,
@@ -92,7 +96,7 @@ __all__ = [
 _log = logging.getLogger("examples.rangekv.host")
 
 #: Errors after which a host's own background request is simply tried again later.
-_RETRYABLE = (MultiraftError, ProposalDroppedError)
+_RETRYABLE = (MultiraftError, ProposalDroppedError, RangeKVError)
 
 
 def _check_non_negative(_instance: object, attribute: attrs.Attribute[int], value: int) -> None:
@@ -484,11 +488,11 @@ class RangeHost:
         desc = sm.descriptor
         if desc is None:
             return NotReady(range_id)
-        recorded = self.directory.by_id.get(range_id)
+        recorded = await self.keeper.recorded_range(range_id)
         if recorded is None or recorded.generation != desc.generation:
             # The directory must show this range's previous split first, so that
             # splits are recorded in order; record it now if it went missing.
-            await self._record_previous_split(sm)
+            await self._record_previous_split(sm, recorded)
             return Refused(f"the directory does not show {desc.describe()} yet")
         split_key = sm.middle_key() if key is None else key
         if split_key is None or not (desc.start < split_key and desc.contains(split_key)):
@@ -510,18 +514,24 @@ class RangeHost:
     async def _allocate_range_id(self) -> int:
         async with self._id_lock:
             if not self._spare_ids:
-                block = await self.node.propose(
-                    DIRECTORY_ID, pack(AllocateRangeIds(self.settings.id_block))
+                block = await self.keeper.propose_to_directory(
+                    AllocateRangeIds(self.settings.id_block)
                 )
                 if not isinstance(block, IdBlock):
                     raise ProposalDroppedError(f"the directory refused ids: {block!r}")
                 self._spare_ids = list(range(block.first + block.count - 1, block.first - 1, -1))
             return self._spare_ids.pop()
 
-    async def _record_previous_split(self, sm: RangeStateMachine) -> None:
-        """Record the range's last split if the directory is exactly one split behind."""
+    async def _record_previous_split(
+        self, sm: RangeStateMachine, recorded: RangeDescriptor | None
+    ) -> None:
+        """Record the range's last split if the directory (``recorded``) is one split behind.
+
+        The range's log holds the split (its descriptor and ``last_right``), so
+        whichever replica leads the range finishes it, directory replica or not;
+        the directory accepts the record once, and only in generation order.
+        """
         desc = sm.descriptor
-        recorded = self.directory.by_id.get(sm.range_id)
         if (
             desc is not None
             and sm.last_right is not None
@@ -536,13 +546,13 @@ class RangeHost:
             return
         self._busy.add(rid)
         try:
-            await self._record_previous_split(sm)
+            await self._record_previous_split(sm, await self.keeper.recorded_range(rid))
         finally:
             self._busy.discard(rid)
 
     async def _record(self, left: RangeDescriptor, right: RangeDescriptor) -> None:
         try:
-            outcome = await self.node.propose(DIRECTORY_ID, pack(RecordSplit(left, right)))
+            outcome = await self.keeper.propose_to_directory(RecordSplit(left, right))
         except _RETRYABLE as exc:
             _log.debug("recording the split of %s failed: %s", left.describe(), exc)
             return
@@ -563,6 +573,9 @@ class RangeHost:
         assert self._nursery is not None
         spawn = self._nursery.start_soon
         self._maybe_initialize(DIRECTORY_ID)
+        # This node's directory replica, else the directory as last read through
+        # its peers: a range led here needs its splits recorded either way.
+        view = self.keeper.view()
         for rid, sm in list(self.ranges.items()):
             if not self.leads(rid):
                 continue
@@ -574,7 +587,7 @@ class RangeHost:
             for child_id in list(sm.children):
                 if self._ready(child_id):
                     spawn(self._forget_child, rid, child_id)
-            recorded = self.directory.by_id.get(rid)
+            recorded = None if view is None else view.ranges.get(rid)
             desc = sm.descriptor
             if recorded is not None and desc is not None and recorded.generation < desc.generation:
                 spawn(self._repair_record, sm)

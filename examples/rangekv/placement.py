@@ -33,10 +33,11 @@ directory updates carry the range's replica-set version so a late, older one
 changes nothing. A stray is removed only after it was seen unlisted in two
 passes in a row and a linearizable read of the directory confirms it.
 
-A node that does not host the directory reads it through ``peers`` (a
-:class:`~examples.rangekv.client.HostLink` to the other hosts, like
-CockroachDB's nodes reading meta ranges through their KV client); without one
-it relies on its own directory replica, if any.
+A node that does not host the directory reads and updates it through
+``peers`` (a :class:`~examples.rangekv.client.HostLink` to the other hosts, like
+CockroachDB's nodes reading and writing meta ranges through their KV client):
+the moves and splits of the ranges it leads are recorded that way. Without
+peers it relies on its own directory replica, if any.
 """
 
 from __future__ import annotations
@@ -49,7 +50,15 @@ import attrs
 import trio
 
 from examples.rangekv.client import HostLink, RangeClient, RangeKVError
-from examples.rangekv.commands import Refused, SettleReplicas, StartMove, UpdateReplicas, Value
+from examples.rangekv.commands import (
+    AllocateRangeIds,
+    RecordSplit,
+    Refused,
+    SettleReplicas,
+    StartMove,
+    UpdateReplicas,
+    Value,
+)
 from examples.rangekv.descriptor import DIRECTORY_ID, RangeDescriptor
 from examples.rangekv.directory import Placement
 from examples.rangekv.protocol import NotHosted, Ok, Unavailable
@@ -170,20 +179,44 @@ class ReplicaKeeper:
         finally:
             self._refreshing = False
 
+    async def recorded_range(self, range_id: int) -> RangeDescriptor | None:
+        """The directory's entry for the range, without a read barrier (None: none or unreadable).
+
+        From this node's directory replica, else read through its peers. It may
+        lag the directory but never runs ahead of it.
+        """
+        directory = self.host.directory
+        if directory.ready:
+            return directory.by_id.get(range_id)
+        view = await self.read_directory(consistent=False)
+        return None if view is None else view.ranges.get(range_id)
+
+    async def propose_to_directory(
+        self, command: AllocateRangeIds | RecordSplit | UpdateReplicas
+    ) -> object:
+        """The directory's outcome of ``command``, proposed here or (no replica here) by a peer.
+
+        Raises one of the retryable errors when neither works now. After a
+        change made through a peer the next maintenance pass reads the directory
+        again, so that this node sees what it just changed.
+        """
+        packed = pack(command)
+        if self._hosts_directory():
+            return await self.host.node.propose(DIRECTORY_ID, packed)
+        client = self._client()
+        if client is None:
+            raise ProposalDroppedError("no directory replica here and no peers to reach one")
+        outcome = await client.directory_command(packed)
+        self._passes_to_read = 0
+        return outcome
+
     async def record(self, range_id: int, replicas: tuple[int, ...], version: int) -> bool:
         """Have the directory list ``replicas`` for the range at ``version``; whether it does."""
         if self._recorded.get(range_id, -1) >= version:
             return True
         host = self.host
         try:
-            if self._hosts_directory():
-                command = pack(UpdateReplicas(range_id, replicas, version))
-                outcome = await host.node.propose(DIRECTORY_ID, command)
-            else:
-                client = self._client()
-                if client is None:
-                    return False
-                outcome = await client.record_replicas(range_id, replicas, version)
+            outcome = await self.propose_to_directory(UpdateReplicas(range_id, replicas, version))
         except _RETRYABLE as exc:
             _log.debug("range %d: recording replicas %s failed: %s", range_id, replicas, exc)
             return False

@@ -17,7 +17,7 @@ from examples.rangekv.wire import message
 __all__ = [
     "BootstrapRequest",
     "DescriptorReply",
-    "DirectoryReplicasRequest",
+    "DirectoryCommandRequest",
     "DropReplicaRequest",
     "DumpReply",
     "DumpRequest",
@@ -152,14 +152,18 @@ class TransferLeaderRequest:
     to_node: int
 
 
-@message(54)
+# Opcode 54 was DirectoryReplicasRequest (UpdateReplicas only); a host sends
+# its UpdateReplicas in a DirectoryCommandRequest now, like its other commands.
+@message(57)
 @attrs.frozen(slots=True)
-class DirectoryReplicasRequest:
-    """Propose :class:`~examples.rangekv.commands.UpdateReplicas` to the directory."""
+class DirectoryCommandRequest:
+    """Propose ``command`` (a packed ``AllocateRangeIds``, ``RecordSplit`` or ``UpdateReplicas``).
 
-    range_id: int
-    replicas: tuple[int, ...]
-    version: int = 0
+    How a host without a directory replica splits the ranges it leads, finishes
+    their interrupted splits and records their moves; other commands are refused.
+    """
+
+    command: bytes
 
 
 @message(55)

@@ -16,17 +16,17 @@ import trio
 
 from examples.rangekv.commands import (
     CLIENT_WRITE_OPCODES,
+    HOST_DIRECTORY_OPCODES,
     CompareAndSet,
     Delete,
     Put,
     Refused,
-    UpdateReplicas,
 )
 from examples.rangekv.descriptor import DIRECTORY_ID
 from examples.rangekv.protocol import (
     BootstrapRequest,
     DescriptorReply,
-    DirectoryReplicasRequest,
+    DirectoryCommandRequest,
     DropReplicaRequest,
     DumpRequest,
     GetRequest,
@@ -46,7 +46,7 @@ from examples.rangekv.protocol import (
     Unavailable,
     WriteRequest,
 )
-from examples.rangekv.wire import CodecError, opcode_of, pack, unpack
+from examples.rangekv.wire import CodecError, opcode_of, unpack
 from multiraft import (
     GroupNotFoundError,
     GroupRemovedError,
@@ -148,8 +148,10 @@ async def _dispatch(host: RangeHost, request: object) -> object:
                 return elsewhere
             await node.transfer_leadership(rid, to_node)
             return Ok()
-        case DirectoryReplicasRequest(range_id=rid, replicas=replicas, version=version):
-            command = pack(UpdateReplicas(rid, tuple(replicas), version))
+        case DirectoryCommandRequest(command=command):
+            if opcode_of(command) not in HOST_DIRECTORY_OPCODES:
+                return Refused("only AllocateRangeIds, RecordSplit and UpdateReplicas are accepted")
+            unpack(command)  # a malformed body is refused here, not applied
             return await node.propose(DIRECTORY_ID, command)
         case BootstrapRequest(replicas=replicas):
             await host.bootstrap(tuple(replicas))
