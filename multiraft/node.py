@@ -146,6 +146,7 @@ class Node:
         requests = self._requests
         step = self._inbound.step
         unknown = table.unknown
+        table.reserve(todo)
         for spec, members in zip(todo, peers, strict=True):
             gid = spec.group_id
             r = table.host(gid, spec.state_machine, members, lazily=False, restored=gid in restored)

@@ -96,6 +96,7 @@ class Replica:
 
     __slots__ = (
         "_raft",
+        "_record",
         "applied",
         "applying",
         "blocking",
@@ -130,7 +131,7 @@ class Replica:
         self,
         group_id: int,
         node_id: int,
-        rawnode: RawNode,
+        rawnode: RawNode | None,
         storage: GroupStorage,
         state_machine: StateMachine,
         policy: SnapshotPolicy,
@@ -139,7 +140,14 @@ class Replica:
     ) -> None:
         self.group_id = group_id
         self.node_id = node_id
-        self._raft: RawNode | DormantState = rawnode
+        #: Where the raft member is folded by :meth:`hibernate`: made with the
+        #: replica, so that folding allocates nothing that outlives it (in a
+        #: node creating thousands of groups at once, an object made at fold
+        #: time would keep alive the memory of the raft objects freed around it).
+        self._record = DormantState()
+        #: The raft member, or its folded record; the empty record until
+        #: :meth:`start` for a replica made without its member.
+        self._raft: RawNode | DormantState = rawnode if rawnode is not None else self._record
         #: Rebuilds the RawNode of a dormant replica (see :meth:`hibernate`);
         #: None: this replica never hibernates.
         self.reviver: Callable[[Replica, DormantState], RawNode] | None = None
@@ -198,6 +206,14 @@ class Replica:
 
     # ---------------------------------------------------------------- state
 
+    def start(self, rawnode: RawNode, conf_state: ConfState) -> None:
+        """Give a replica made without its raft member (``rawnode=None``) its
+        member and the membership it starts with."""
+        if self._raft is not self._record or hasattr(self._record, "term"):
+            raise AssertionError(f"{self!r} already has its raft member")
+        self._raft = rawnode
+        self.conf_state = conf_state
+
     @property
     def rawnode(self) -> RawNode:
         """The group's raft member, rebuilt first if the replica is dormant."""
@@ -224,11 +240,13 @@ class Replica:
             return raft.state is _FOLLOWER and raft.lead == leader
         return rn.state is _FOLLOWER and rn.lead == leader
 
-    def hibernate(self) -> bool:
+    def hibernate(self, seed: int | None) -> bool:
         """Fold the raft member away if it rebuilds exactly and nothing is pending.
 
-        Any later use of :attr:`rawnode` rebuilds it (the reviver's job), so the
-        rest of the coordinator needs not know. Returns whether it is dormant now.
+        ``seed`` is the seed of the raft config the member was built on (and will
+        be rebuilt on). Any later use of :attr:`rawnode` rebuilds it (the
+        reviver's job), so the rest of the coordinator needs not know. Returns
+        whether it is dormant now.
         """
         rn = self._raft
         if not isinstance(rn, RawNode):
@@ -245,7 +263,7 @@ class Replica:
         if log.applied != log.committed:
             # Committed entries are on their way to the state machine.
             return False
-        state = dormant_state(rn.raft)
+        state = dormant_state(rn.raft, seed, self._record)
         if state is None:
             return False
         self._raft = state

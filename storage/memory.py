@@ -4,6 +4,12 @@ The log is kept as a list whose first element is a "dummy" entry: it holds the
 index and term of the last compacted entry (index 0 and term 0 for a fresh
 log), so ``term()`` can answer for the entry right before the first one.
 
+A short log (at most ``_SHORT_LOG`` entries) is never changed in place, only
+replaced: equal short logs without command data (a new group's log, with the
+empty entry of its first leader) are then one list shared by every storage
+holding one, so an idle group of a node hosting thousands keeps no log of its
+own, and none allocated while it was busy.
+
 Not thread-safe: one writer, and readers on the same thread.
 """
 
@@ -37,14 +43,29 @@ _DUMMIES: InternTable[tuple[int, int], Entry] = InternTable()
 
 #: Logs up to this many entries (dummy included) are rebuilt at their exact size
 #: when appended to: a list grown in place reserves room for entries that the
-#: short log of a new or idle group never gets.
+#: short log of a new or idle group never gets. Being never changed in place,
+#: they may be shared.
 _SHORT_LOG = 8
+
+#: Short logs without command data, by the (term, index, type) of their entries.
+_SHARED_LOGS: InternTable[tuple[tuple[int, int, int], ...], list[Entry]] = InternTable()
 
 
 def _dummy(term: int, index: int) -> Entry:
     key = (term, index)
     known = _DUMMIES.get(key)
     return known if known is not None else _DUMMIES.add(key, Entry(term=term, index=index))
+
+
+def _short_log(ents: list[Entry]) -> list[Entry]:
+    """``ents`` (a new list of at most ``_SHORT_LOG`` entries), or the equal shared
+    list if no entry carries data. The result must never be changed in place."""
+    for e in ents:
+        if e.data:
+            return ents
+    key = tuple((e.term, e.index, int(e.type)) for e in ents)
+    known = _SHARED_LOGS.get(key)
+    return known if known is not None else _SHARED_LOGS.add(key, ents)
 
 
 class MemoryStorage:
@@ -64,7 +85,7 @@ class MemoryStorage:
         self._hard_state: HardState = EMPTY_HARD_STATE
         self._snapshot: Snapshot = EMPTY_SNAPSHOT
         self._conf_state: ConfState | None = None
-        self._ents: list[Entry] = [_ORIGIN]
+        self._ents: list[Entry] = _short_log([_ORIGIN])
 
     def __repr__(self) -> str:
         return (
@@ -138,7 +159,7 @@ class MemoryStorage:
             raise SnapOutOfDateError(f"snapshot {snap.metadata.index} is not newer than {current}")
         self._snapshot = snap
         self._conf_state = None
-        self._ents = [_dummy(snap.metadata.term, snap.metadata.index)]
+        self._ents = _short_log([_dummy(snap.metadata.term, snap.metadata.index)])
 
     def create_snapshot(
         self, index: int, conf_state: ConfState | None = None, data: bytes = b""
@@ -199,7 +220,7 @@ class MemoryStorage:
         pos = index - offset
         kept = [_dummy(self._ents[pos].term, index)]
         kept.extend(self._ents[pos + 1 :])
-        self._ents = kept
+        self._ents = _short_log(kept) if len(kept) <= _SHORT_LOG else kept
 
     def append(self, entries: Sequence[Entry]) -> None:
         """Append ``entries``, replacing the stored suffix from ``entries[0].index``.
@@ -220,7 +241,9 @@ class MemoryStorage:
         if pos > len(self._ents):
             raise ValueError(f"missing log entry [last: {self.last_index()}, append at: {start}]")
         ents = self._ents
-        if pos + len(entries) <= _SHORT_LOG:
-            self._ents = ents[:pos] + list(entries)
+        if len(ents) <= _SHORT_LOG or pos + len(entries) <= _SHORT_LOG:
+            # A short log may be shared: replaced, never changed in place.
+            new = ents[:pos] + list(entries)
+            self._ents = _short_log(new) if len(new) <= _SHORT_LOG else new
         else:
             ents[pos:] = entries

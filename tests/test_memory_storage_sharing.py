@@ -60,3 +60,43 @@ def test_a_short_log_is_kept_at_its_exact_size_and_a_long_one_grows_in_place() -
     # Cut back to a short log, it is rebuilt at its exact size again.
     s.append([Entry(5, 6)])
     assert s.last_index() == 6 and sys.getsizeof(s._ents) == sys.getsizeof([None] * 4)
+
+
+def test_equal_short_logs_without_command_data_are_one_list() -> None:
+    a, b = MemoryStorage(), MemoryStorage()
+    for s in (a, b):
+        s.apply_snapshot(_snap(3, 1))
+        s.append([Entry(2, 4)])  # a new leader's empty entry
+    assert a._ents is b._ents and [(e.term, e.index) for e in a._ents] == [(1, 3), (2, 4)]
+    # Writing one replaces its list: the other keeps its log.
+    b.append([Entry(2, 5, data=b"cmd")])
+    assert (a.last_index(), b.last_index(), b.entries(5, 6)[0].data) == (4, 5, b"cmd")
+    assert a._ents is not b._ents and len(a._ents) == 2
+
+
+def test_short_logs_with_command_data_are_not_shared() -> None:
+    a, b = MemoryStorage(), MemoryStorage()
+    for s in (a, b):
+        s.append([Entry(1, 1, data=b"x")])
+    assert a._ents == b._ents and a._ents is not b._ents
+
+
+def test_a_shared_short_log_grown_long_is_copied_not_changed_in_place() -> None:
+    a, b = MemoryStorage(), MemoryStorage()
+    for s in (a, b):
+        s.append([Entry(1, i) for i in range(1, 6)])
+    shared = a._ents
+    assert b._ents is shared and len(shared) == 6
+    a.append([Entry(1, i) for i in range(6, 12)])
+    assert (len(shared), b.last_index(), a.last_index()) == (6, 5, 11)
+    assert a._ents is not shared
+
+
+def test_a_log_compacted_down_to_a_short_one_is_shared() -> None:
+    a, b = MemoryStorage(), MemoryStorage()
+    for s in (a, b):
+        s.append([Entry(1, i) for i in range(1, 13)])
+        s.compact(10)
+    assert a._ents is b._ents and (a.first_index(), a.last_index(), a.term(12)) == (11, 12, 1)
+    a.compact(11)
+    assert (b.first_index(), a.first_index()) == (11, 12)

@@ -146,3 +146,19 @@ async def test_folded_followers_of_a_crashed_leader_node_wake_and_elect(
                 assert c.nodes[2].leader_of(g) == g % 3 + 1
                 assert c.nodes[g % 3 + 1].status(g).hard_state.term == 2
         assert await c.nodes[3].propose(led_by_1[0], b"after") == (6, b"after")
+
+
+async def test_a_replica_folds_into_the_record_it_was_made_with_at_every_fold(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    async with Cluster(3) as c:
+        await _create_and_fold(c, [4])
+        r = _replica(c, 2, 4)
+        record = r.dormant
+        assert record is not None and record is r._record
+        assert (record.term, record.lead, record.commit) == (2, 2, 4)
+        assert await c.nodes[2].propose(4, b"wake") == (5, b"wake")
+        assert r.dormant is None
+        await c.settle([4])
+        await wait_until(lambda: _all_dormant(c, [4]), 2, "dormant again")
+        assert r.dormant is record and (record.term, record.lead, record.commit) == (2, 2, 5)

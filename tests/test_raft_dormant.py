@@ -96,7 +96,7 @@ class _Cluster:
             self.queue.extend(rd.messages)
             rn.advance(rd)
         if self.fold:
-            state = dormant_state(rn.raft)
+            state = dormant_state(rn.raft, self._config(i).seed)
             if state is not None:
                 self.nodes[i] = RawNode.from_dormant(self._config(i), state)
                 self.folds += 1
@@ -205,17 +205,17 @@ def test_settled_leader_and_followers_fold_and_rebuild_field_for_field() -> None
         4,
     )
     for i in IDS:
-        state = dormant_state(c.nodes[i].raft)
+        state = dormant_state(c.nodes[i].raft, c._config(i).seed)
         assert isinstance(state, DormantState), i
         assert (state.term, state.commit, state.applied, state.lead) == (2, 4, 4, 2)
         assert state.member_ids == IDS and state.learners == 0
         rebuilt = RawNode.from_dormant(c._config(i), state)
         assert _dump(rebuilt) == _dump(c.nodes[i])
         assert not rebuilt.has_ready()
-    s = dormant_state(leader.raft)
+    s = dormant_state(leader.raft, c._config(2).seed)
     assert s is not None
     assert (s.state, s.progress_last, s.active) == (StateType.LEADER, 4, 0b101)
-    f = dormant_state(c.nodes[3].raft)
+    f = dormant_state(c.nodes[3].raft, c._config(3).seed)
     assert f is not None
     assert (f.state, f.progress_last, f.active, f.sent_commits) == (StateType.FOLLOWER, 2, 0, ())
     windows = {id(pr.inflights) for pr in revive(c._config(2), s).trk.progress.values()}
@@ -224,7 +224,7 @@ def test_settled_leader_and_followers_fold_and_rebuild_field_for_field() -> None
 
 def test_rebuilt_leader_commits_the_next_proposal_at_the_next_index_in_its_term() -> None:
     c = _settled_leader()
-    state = dormant_state(c.nodes[2].raft)
+    state = dormant_state(c.nodes[2].raft, c._config(2).seed)
     assert state is not None
     c.nodes[2] = RawNode.from_dormant(c._config(2), state)
     c.act(("propose", 1))
@@ -243,7 +243,7 @@ def test_rebuilt_leader_commits_the_next_proposal_at_the_next_index_in_its_term(
 def test_rebuilt_follower_times_out_at_the_same_tick_and_draws_the_same_timeouts() -> None:
     plain = _settled_leader()
     folded = _settled_leader()
-    state = dormant_state(folded.nodes[3].raft)
+    state = dormant_state(folded.nodes[3].raft, folded._config(3).seed)
     assert state is not None
     folded.nodes[3] = RawNode.from_dormant(folded._config(3), state)
     timeouts = []
@@ -266,26 +266,26 @@ def test_members_with_anything_outstanding_do_not_fold() -> None:
     c = _settled_leader()
     leader = c.nodes[2]
     leader.propose(b"x")
-    assert dormant_state(leader.raft) is None  # unstable entries, messages
+    assert dormant_state(leader.raft, c._config(2).seed) is None  # unstable entries, messages
     c.settle(2)
-    assert dormant_state(leader.raft) is None  # appends in flight
+    assert dormant_state(leader.raft, c._config(2).seed) is None  # appends in flight
     while c.queue:
         c.act(("deliver", 0))
-    assert dormant_state(leader.raft) is not None
+    assert dormant_state(leader.raft, c._config(2).seed) is not None
     leader.raft.trk.progress[1].become_probe()
-    assert dormant_state(leader.raft) is None
+    assert dormant_state(leader.raft, c._config(2).seed) is None
     follower = c.nodes[1]
-    assert dormant_state(follower.raft) is not None
+    assert dormant_state(follower.raft, c._config(1).seed) is not None
     follower.raft.trk.progress[3].recent_active = True
-    assert dormant_state(follower.raft) is None
+    assert dormant_state(follower.raft, c._config(1).seed) is None
     candidate = c.nodes[3].raft
     candidate.become_pre_candidate()
-    assert dormant_state(candidate) is None
+    assert dormant_state(candidate, c._config(3).seed) is None
 
 
 def test_rebuilding_over_a_storage_that_changed_is_refused() -> None:
     c = _settled_leader()
-    state = dormant_state(c.nodes[3].raft)
+    state = dormant_state(c.nodes[3].raft, c._config(3).seed)
     assert state is not None
     hs = c.storages[3].initial_state()[0]
     c.storages[3].set_hard_state(type(hs)(term=hs.term + 1, vote=0, commit=hs.commit))
@@ -301,3 +301,42 @@ def test_follower_progress_keeps_the_values_of_its_last_new_term() -> None:
         (ProgressState.PROBE, 0, 3),
         (ProgressState.PROBE, 2, 3),
     ]
+
+
+def test_a_folded_member_keeps_how_many_timeouts_it_drew_not_its_generator_state() -> None:
+    c = _settled_leader()
+    for i in IDS:
+        r = c.nodes[i].raft
+        seed = c._config(i).seed
+        state = dormant_state(r, seed)
+        assert state is not None
+        # splitmix64 steps its state by a constant per draw, from the seed.
+        step = 0x9E3779B97F4A7C15
+        assert r.election_rand_state == (seed + state.rand_draws * step) % (1 << 64)
+        assert 2 <= state.rand_draws < 10, state.rand_draws
+        assert revive(c._config(i), state).election_rand_state == r.election_rand_state
+
+
+def test_a_member_folds_into_the_record_it_is_given_and_only_if_it_folds() -> None:
+    c = _settled_leader()
+    record = DormantState()
+    assert repr(record) == "DormantState(empty)"
+    leader = c.nodes[2]
+    leader.propose(b"x")
+    assert dormant_state(leader.raft, c._config(2).seed, record) is None
+    assert not hasattr(record, "term")  # left untouched
+    follower = c.nodes[3]
+    assert dormant_state(follower.raft, c._config(3).seed, record) is record
+    assert (record.state, record.term, record.lead) == (StateType.FOLLOWER, 2, 2)
+    # Filled again by a later fold, of another member even: every field rewritten.
+    c.settle(2)
+    while c.queue:
+        c.act(("deliver", 0))
+    assert dormant_state(leader.raft, c._config(2).seed, record) is record
+    fresh = dormant_state(leader.raft, c._config(2).seed)
+    assert fresh is not None and fresh is not record
+    assert {f: getattr(record, f) for f in DormantState.__slots__} == {
+        f: getattr(fresh, f) for f in DormantState.__slots__
+    }
+    assert record.state == StateType.LEADER
+    assert _dump(RawNode.from_dormant(c._config(2), record)) == _dump(leader)

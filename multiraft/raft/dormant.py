@@ -43,6 +43,14 @@ _FOLLOWER = StateType.FOLLOWER
 _PROBE = ProgressState.PROBE
 _REPLICATE = ProgressState.REPLICATE
 
+#: The step of the member's election-timeout generator (splitmix64, see
+#: ``Raft.reset_randomized_election_timeout``): its state after ``k`` draws is
+#: its seed plus ``k`` steps, so a folded member keeps ``k``, a small number,
+#: rather than a 64-bit state allocated while it was awake.
+_RAND_STEP = 0x9E3779B97F4A7C15
+_RAND_STEP_INVERSE = pow(_RAND_STEP, -1, 1 << 64)
+_MASK64 = (1 << 64) - 1
+
 #: Groups with the same members list them in the same order, and settled leaders
 #: of groups created together sent the same commit indexes: share the tuples.
 _SHARED_TUPLES: InternTable[tuple[int, ...], tuple[int, ...]] = InternTable()
@@ -56,11 +64,18 @@ def _shared(values: tuple[int, ...]) -> tuple[int, ...]:
 class DormantState:
     """What a settled member keeps while its raft objects are dropped.
 
+    Made empty (every field unset) and filled by :func:`dormant_state`, so a
+    record can be allocated long before its member folds (a replica makes its
+    own when it is created) and be filled again at every later fold: folding a
+    member then allocates nothing that outlives the fold.
+
     ``progress_last`` is the last index the peers' progress was set from (the
     follower's ``X``; the leader's last index). ``member_ids`` lists the tracked
     members in the member's own order; bit ``i`` of ``learners`` (of ``active``)
     says member ``i`` is a learner (was heard from recently, leaders only);
-    ``sent_commits`` is the commit index each member was last sent (leaders only).
+    ``sent_commits`` is the commit index each member was last sent (leaders
+    only). ``rand_draws`` counts the election timeouts drawn since the member's
+    generator was seeded.
     """
 
     __slots__ = (
@@ -75,7 +90,7 @@ class DormantState:
         "member_ids",
         "pending_conf_index",
         "progress_last",
-        "rand",
+        "rand_draws",
         "randomized_election_timeout",
         "sent_commits",
         "state",
@@ -83,46 +98,27 @@ class DormantState:
         "vote",
     )
 
-    def __init__(
-        self,
-        *,
-        term: int,
-        vote: int,
-        commit: int,
-        applied: int,
-        lead: int,
-        state: StateType,
-        election_elapsed: int,
-        heartbeat_elapsed: int,
-        randomized_election_timeout: int,
-        rand: int,
-        pending_conf_index: int,
-        config: TrackerConfig,
-        member_ids: tuple[int, ...],
-        learners: int,
-        progress_last: int,
-        active: int,
-        sent_commits: tuple[int, ...],
-    ) -> None:
-        self.term = term
-        self.vote = vote
-        self.commit = commit
-        self.applied = applied
-        self.lead = lead
-        self.state = state
-        self.election_elapsed = election_elapsed
-        self.heartbeat_elapsed = heartbeat_elapsed
-        self.randomized_election_timeout = randomized_election_timeout
-        self.rand = rand
-        self.pending_conf_index = pending_conf_index
-        self.config = config
-        self.member_ids = member_ids
-        self.learners = learners
-        self.progress_last = progress_last
-        self.active = active
-        self.sent_commits = sent_commits
+    term: int
+    vote: int
+    commit: int
+    applied: int
+    lead: int
+    state: StateType
+    election_elapsed: int
+    heartbeat_elapsed: int
+    randomized_election_timeout: int
+    rand_draws: int
+    pending_conf_index: int
+    config: TrackerConfig
+    member_ids: tuple[int, ...]
+    learners: int
+    progress_last: int
+    active: int
+    sent_commits: tuple[int, ...]
 
     def __repr__(self) -> str:
+        if not hasattr(self, "term"):
+            return "DormantState(empty)"
         return (
             f"DormantState({self.state.name} term={self.term} lead={self.lead} "
             f"commit={self.commit} applied={self.applied} members={self.member_ids})"
@@ -191,9 +187,21 @@ def _leader_progress_settled(r: Raft, last: int) -> bool:
     return True
 
 
-def dormant_state(r: Raft) -> DormantState | None:
+def _rand_origin(seed: int | None, member_id: int) -> int:
+    # What Raft seeds its election-timeout generator with, from its Config.
+    return (seed if seed is not None else member_id) & _MASK64
+
+
+def dormant_state(
+    r: Raft, seed: int | None, into: DormantState | None = None
+) -> DormantState | None:
     """``r`` folded into a :class:`DormantState`, or None if it is not in a form
-    :func:`revive` rebuilds exactly (see the module)."""
+    :func:`revive` rebuilds exactly (see the module).
+
+    ``seed`` is the ``seed`` of the :class:`Config` ``r`` was built on (and
+    :func:`revive` will be given). The state is written into ``into`` when
+    given (only if ``r`` folds), else into a new record.
+    """
     state = r.state
     if (state is not _FOLLOWER and state is not _LEADER) or not _nothing_outstanding(r):
         return None
@@ -221,25 +229,26 @@ def dormant_state(r: Raft) -> DormantState | None:
     for i, pr in enumerate(progress.values()):
         if pr.is_learner:
             learners |= 1 << i
-    return DormantState(
-        term=r.term,
-        vote=r.vote,
-        commit=r.raft_log.committed,
-        applied=r.raft_log.applied,
-        lead=r.lead,
-        state=state,
-        election_elapsed=r.election_elapsed,
-        heartbeat_elapsed=r.heartbeat_elapsed,
-        randomized_election_timeout=r.randomized_election_timeout,
-        rand=r.election_rand_state,
-        pending_conf_index=r.pending_conf_index,
-        config=r.trk.config,
-        member_ids=_shared(tuple(progress)),
-        learners=learners,
-        progress_last=progress_last,
-        active=active,
-        sent_commits=sent_commits,
-    )
+    s = into if into is not None else DormantState()
+    s.term = r.term
+    s.vote = r.vote
+    s.commit = r.raft_log.committed
+    s.applied = r.raft_log.applied
+    s.lead = r.lead
+    s.state = state
+    s.election_elapsed = r.election_elapsed
+    s.heartbeat_elapsed = r.heartbeat_elapsed
+    s.randomized_election_timeout = r.randomized_election_timeout
+    drawn = r.election_rand_state - _rand_origin(seed, r.id)
+    s.rand_draws = (drawn * _RAND_STEP_INVERSE) & _MASK64
+    s.pending_conf_index = r.pending_conf_index
+    s.config = r.trk.config
+    s.member_ids = _shared(tuple(progress))
+    s.learners = learners
+    s.progress_last = progress_last
+    s.active = active
+    s.sent_commits = sent_commits
+    return s
 
 
 def dormant_progress(s: DormantState, self_id: int, window: Inflights) -> dict[int, Progress]:
@@ -288,6 +297,6 @@ def revive(config: Config, s: DormantState) -> Raft:
     r.election_elapsed = s.election_elapsed
     r.heartbeat_elapsed = s.heartbeat_elapsed
     r.randomized_election_timeout = s.randomized_election_timeout
-    r.election_rand_state = s.rand
+    r.election_rand_state = _rand_origin(config.seed, config.id) + s.rand_draws * _RAND_STEP
     r.pending_conf_index = s.pending_conf_index
     return r
