@@ -45,6 +45,9 @@ _log = logging.getLogger("multiraft.node")
 
 _MASK64 = (1 << 64) - 1
 
+#: Replicas :meth:`GroupTable.reserve` makes at a time (~2 MiB that stay).
+RESERVE_CHUNK = 4096
+
 #: The membership of a replica made by :meth:`GroupTable.reserve` until it is hosted.
 _NO_MEMBERS = ConfState()
 
@@ -92,8 +95,10 @@ class GroupTable:
         "_corruption",
         "_initial_meta",
         "_initial_snaps",
+        "_reserve_from",
         "_reserved",
         "_reviver",
+        "_to_reserve",
         "active",
         "config",
         "corrupt",
@@ -169,42 +174,57 @@ class GroupTable:
         self._reviver = self._revive
         #: Replicas made ahead of :meth:`host` by :meth:`reserve`, by group id.
         self._reserved: dict[int, Replica] = {}
+        #: Specs of which :meth:`reserve` made the replicas up to ``_reserve_from``.
+        self._to_reserve: Sequence[GroupSpec] = ()
+        self._reserve_from = 0
 
     # ---------------------------------------------------------------- hosting
 
     def reserve(self, specs: Sequence[GroupSpec]) -> None:
-        """Make, ahead of hosting them with :meth:`host`, what the replicas of
-        ``specs`` keep for as long as they are hosted: each one's storage and
-        :class:`~multiraft.replica.Replica` (with the record it folds into).
+        """Make, ahead of hosting them with :meth:`host` in this order, what the
+        replicas of ``specs`` keep for as long as they are hosted: each one's
+        storage and :class:`~multiraft.replica.Replica` (with the record it folds
+        into), :data:`RESERVE_CHUNK` groups at a time.
 
         Why: CPython gives memory back to the system only by whole arenas of
         1 MiB. Made group by group with their raft members, which are freed
         when the groups fold, the objects that stay would be spread over every
         arena of that time and keep them all; made first, they fill arenas of
         their own, and the arenas of the raft members are given back once the
-        groups fold. Replaces what an earlier call reserved and was not hosted.
+        groups fold. Chunks, so that the garbage collector does not go back and
+        forth between a replica and its raft member over the whole heap.
+        Replaces what an earlier call reserved and was not hosted.
         """
+        self._to_reserve = specs
+        self._reserve_from = 0
+        self._reserve_chunk()
+
+    def _reserve_chunk(self) -> None:
+        specs = self._to_reserve
+        start = self._reserve_from
+        end = min(start + RESERVE_CHUNK, len(specs))
         engine = self.engine
         node_id = self.node_id
         policy = self.policy
-        self._reserved = {
-            spec.group_id: Replica(
-                spec.group_id,
-                node_id,
-                None,
-                engine.storage(spec.group_id),
-                spec.state_machine,
-                policy,
-                _NO_MEMBERS,
-                0,
+        reserved: dict[int, Replica] = {}
+        for i in range(start, end):
+            spec = specs[i]
+            gid = spec.group_id
+            reserved[gid] = Replica(
+                gid, node_id, None, engine.storage(gid), spec.state_machine, policy, _NO_MEMBERS, 0
             )
-            for spec in specs
-        }
+        self._reserved = reserved
+        self._reserve_from = end
+        if end == len(specs):
+            self._to_reserve = ()
 
     def _take_reserved(self, group_id: int, state_machine: StateMachine) -> Replica | None:
         reserved = self._reserved
         if not reserved:
-            return None
+            if not self._to_reserve:
+                return None
+            self._reserve_chunk()
+            reserved = self._reserved
         r = reserved.pop(group_id, None)
         if not reserved:
             # Give back the table, sized for every reserved replica.

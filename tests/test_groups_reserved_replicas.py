@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from multiraft import groups
 from multiraft.bench.groups_bench import _CounterMachine
 from multiraft.config import NodeConfig
 from multiraft.counters import NodeCounters
@@ -62,3 +63,27 @@ def test_a_replica_is_given_its_raft_member_once() -> None:
     r = table.host(5, sm, [1, 2, 3], lazily=False)
     with pytest.raises(AssertionError, match="already has its raft member"):
         reserved.start(r.rawnode, r.conf_state)
+
+
+def test_replicas_are_reserved_a_chunk_at_a_time_as_they_are_hosted(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(groups, "RESERVE_CHUNK", 2)
+    table, _ = _table()
+    sms = {g: _CounterMachine() for g in range(5)}
+    table.reserve([GroupSpec(g, (1, 2, 3), sms[g]) for g in range(5)])
+    assert list(table._reserved) == [0, 1]
+    left = []
+    seen_reserved = []
+    for g in range(5):
+        before = dict(table._reserved)
+        r = table.host(g, sms[g], [1, 2, 3], lazily=False)
+        assert r.state_machine is sms[g] and r.dormant is None
+        if g in before:
+            assert r is before[g]
+            seen_reserved.append(g)
+        left.append(list(table._reserved))
+    assert seen_reserved == [0, 1, 3]
+    # The next chunk is made when the first of its groups is hosted.
+    assert left == [[1], [], [3], [], []]
+    assert len(table.replicas) == 5 and table._to_reserve == ()
