@@ -317,8 +317,12 @@ class GroupTable:
             pre_vote=cfg.pre_vote,
             read_only_option=cfg.read_only_option,
             step_down_on_removal=cfg.step_down_on_removal,
-            seed=_group_seed(cfg.seed, group_id, self.node_id),
+            seed=self._raft_seed(group_id),
         )
+
+    def _raft_seed(self, group_id: int) -> int:
+        """The seed of the raft config of ``group_id``'s member here (its folds need it too)."""
+        return _group_seed(self.config.seed, group_id, self.node_id)
 
     def _revive(self, r: Replica, state: DormantState) -> RawNode:
         """Rebuild dormant ``r``'s RawNode; a replica still quiesced may fold again."""
@@ -377,14 +381,12 @@ class GroupTable:
             return
         self.settling = {}
         folded = 0
-        seed = self.config.seed
-        node_id = self.node_id
         for r, attempts in settling.items():
             if not r.quiesced or r.removed or r.failed is not None:
                 continue
             if r.dormant is not None:
                 continue
-            if r.hibernate(_group_seed(seed, r.group_id, node_id)):
+            if r.hibernate(self._raft_seed(r.group_id)):
                 folded += 1
             elif attempts > 1:
                 self.settling[r] = attempts - 1

@@ -162,3 +162,20 @@ async def test_a_replica_folds_into_the_record_it_was_made_with_at_every_fold(
         await c.settle([4])
         await wait_until(lambda: _all_dormant(c, [4]), 2, "dormant again")
         assert r.dormant is record and (record.term, record.lead, record.commit) == (2, 2, 5)
+
+
+async def test_folding_and_rebuilding_keeps_the_election_timeout_generator_where_it_was(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    async with Cluster(3) as c:
+        await _create_and_fold(c, [4, 5])
+        states = {}
+        for i in c.ids:
+            for g in (4, 5):
+                states[(i, g)] = _replica(c, i, g).rawnode.raft.election_rand_state
+        await wait_until(lambda: _all_dormant(c, [4, 5]), 2, "dormant again")
+        # A fold keeps a draw count that the rebuild turns back into the state:
+        # folding with a seed other than the rebuild's would move it every time.
+        for (i, g), state in states.items():
+            assert _replica(c, i, g).rawnode.raft.election_rand_state == state
+        assert len(set(states.values())) == 6
