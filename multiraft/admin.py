@@ -20,7 +20,9 @@ Operations (fields):
   (local, no barrier).
 * ``leaders`` (``groups``) -> ``[[group, leader or 0], ...]``
 * ``stats`` -> ``{"node": {...}, "transport": {...}, "cpu_seconds", "rss_bytes",
-  "interpreter": {"switch_interval", "gc_thresholds", "gc_frozen_objects"}}``
+  "interpreter": {"switch_interval", "gc_thresholds", "gc_frozen_objects"},
+  "write_durations": {"waited": {...}, "in_engine": {...}}}`` (histograms in the
+  form of :meth:`~multiraft.duration_histogram.DurationHistogram.to_dict`)
 * ``block`` / ``unblock`` (``nodes``): cut this node off from those peers, or heal.
 * ``load`` (``groups``, ``seconds``, ``outstanding``, ``value_size=100``, ``samples=0``): benchmark
   load, ``outstanding`` puts in flight per group (see :mod:`multiraft.bench.load`); with
@@ -225,12 +227,17 @@ class AdminServer:
 
     async def _stats(self, request: Request) -> Any:
         usage = resource.getrusage(resource.RUSAGE_SELF)
+        durations = self.node.write_durations()
         return {
             "node": self.node.stats(),
             "transport": self.transport.stats(),
             "cpu_seconds": time.process_time(),
             "rss_bytes": usage.ru_maxrss * 1024,
             "interpreter": attrs.asdict(current_settings()),
+            "write_durations": {
+                "waited": durations.waited.to_dict(),
+                "in_engine": durations.in_engine.to_dict(),
+            },
         }
 
     async def _block(self, request: Request) -> Any:

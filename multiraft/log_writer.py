@@ -2,12 +2,45 @@
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
+
+import attrs
 import trio
 
 from multiraft.counters import NodeCounters
+from multiraft.duration_histogram import DurationHistogram
 from multiraft.ports import LogEngine, WriteBatch
 
-__all__ = ["LogWriter"]
+__all__ = ["LogWriter", "WriteDurations"]
+
+
+@attrs.define(slots=True)
+class WriteDurations:
+    """How long the node's durable ready-cycle writes took (see ``Node.write_durations``).
+
+    Only writes that sync count (the ``storage_syncs`` of ``Node.stats()``);
+    the cheap unsynced ones (commit index moves only) are left out.
+
+    ``waited``: from the cycle handing its batch to the writer until the write
+    returned, as the cycle saw it (queueing behind another write, the handoff
+    to the worker thread and back, and the engine's own time); ``in_engine``:
+    the log engine's ``write`` call alone (encoding, the file write, the sync).
+    The difference is what running the write off the event loop costs.
+    """
+
+    waited: DurationHistogram = attrs.field(factory=DurationHistogram)
+    in_engine: DurationHistogram = attrs.field(factory=DurationHistogram)
+
+    def copy(self) -> WriteDurations:
+        """An independent snapshot."""
+        return WriteDurations(self.waited.copy(), self.in_engine.copy())
+
+    def minus(self, earlier: WriteDurations) -> WriteDurations:
+        """The writes since the snapshot ``earlier``."""
+        return WriteDurations(
+            self.waited.minus(earlier.waited), self.in_engine.minus(earlier.in_engine)
+        )
 
 
 class LogWriter:
@@ -18,25 +51,46 @@ class LogWriter:
     lock keeps it to one writer at a time, as the ``LogEngine`` port requires.
     """
 
-    __slots__ = ("_counters", "_engine", "_in_thread", "_lock")
+    __slots__ = ("_clock", "_counters", "_engine", "_in_thread", "_lock", "durations")
 
-    def __init__(self, engine: LogEngine, in_thread: bool, counters: NodeCounters) -> None:
+    def __init__(
+        self,
+        engine: LogEngine,
+        in_thread: bool,
+        counters: NodeCounters,
+        clock: Callable[[], float] = time.perf_counter,
+    ) -> None:
         self._engine = engine
         self._in_thread = in_thread
         self._counters = counters
+        self._clock = clock
         self._lock = trio.Lock()
+        #: Durations of the writes made through :meth:`write`.
+        self.durations = WriteDurations()
 
     async def write(self, batch: WriteBatch) -> None:
         """Persist ``batch``: durably (one sync), or without a sync if ``batch.sync`` is False."""
+        clock = self._clock
+        began = clock()
         async with self._lock:
             if self._in_thread:
-                await trio.to_thread.run_sync(self._engine.write, batch)
+                took = await trio.to_thread.run_sync(self._timed_write, batch)
             else:
-                self._engine.write(batch)
+                took = self._timed_write(batch)
         if batch.sync:
+            durations = self.durations
+            durations.waited.observe(clock() - began)
+            durations.in_engine.observe(took)
             self._counters.storage_syncs += 1
         else:
             self._counters.storage_unsynced_writes += 1
+
+    def _timed_write(self, batch: WriteBatch) -> float:
+        """The engine's write of ``batch``; returns its duration in seconds."""
+        clock = self._clock
+        began = clock()
+        self._engine.write(batch)
+        return clock() - began
 
     async def remove_group(self, group_id: int) -> None:
         """Durably drop the state of ``group_id`` (the engine keeps its tombstone)."""

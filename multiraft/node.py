@@ -38,7 +38,7 @@ from multiraft.group_spec import GroupSpec
 from multiraft.groups import GroupTable
 from multiraft.heartbeats import Outbox
 from multiraft.inbound import Inbound
-from multiraft.log_writer import LogWriter
+from multiraft.log_writer import LogWriter, WriteDurations
 from multiraft.outbound import FrameSender
 from multiraft.ports import LogEngine, RemovedGroupsLog, Transport
 from multiraft.proposals import Proposal, Waiter, encode_header
@@ -332,6 +332,15 @@ class Node:
         out["snapshot_sends_in_flight"] = len(table.snapshot_sends)
         out["snapshot_sends_refused"] = table.snapshot_sends.refused
         return out
+
+    def write_durations(self) -> WriteDurations:
+        """Histograms of this node's durable log writes since it opened (a snapshot).
+
+        ``waited`` is how long each ready cycle waited for its write, ``in_engine``
+        the log engine's own share; subtract an earlier snapshot
+        (:meth:`~multiraft.log_writer.WriteDurations.minus`) for a window.
+        """
+        return self._writer.durations.copy()
 
     def is_quiesced(self, group_id: int) -> bool:
         """Whether the group is quiesced on this node."""

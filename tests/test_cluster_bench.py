@@ -94,3 +94,38 @@ async def test_load_counts_exactly_the_puts_the_state_machine_applied() -> None:
     assert all(v == b"v" * 10 for k, v in sm.data.items() if k != b"k")
     assert 0 < len(result["samples_ms"]) <= 51
     assert result["p50_ms"] <= result["p99_ms"]
+
+
+def test_summary_reports_each_nodes_durable_writes_of_the_window() -> None:
+    from multiraft.duration_histogram import DurationHistogram
+
+    def hist(*seconds: float) -> DurationHistogram:
+        h = DurationHistogram()
+        for s in seconds:
+            h.observe(s)
+        return h
+
+    # Node 1 wrote before the window (one 10 ms write) and twice in it.
+    before = {
+        "cpu": {1: 0.0},
+        "writes": {1: {"waited": hist(0.010), "in_engine": hist(0.001)}},
+    }
+    after = {
+        "cpu": {1: 0.5},
+        "writes": {
+            1: {
+                "waited": hist(0.010, 0.000_3, 0.003),
+                "in_engine": hist(0.001, 0.000_1, 0.000_1),
+            }
+        },
+    }
+    row = _summarize([{"commits": 2, "errors": 0, "samples_ms": [1.0]}], 1.0, before, after)
+    assert row["durable_writes"] == {
+        "1": {
+            "writes": 2,
+            "waited_p50_ms": 0.512,  # 300 µs: bucket [256, 512) µs
+            "waited_p99_ms": 4.096,  # 3 ms: bucket [2048, 4096) µs
+            "in_engine_p50_ms": 0.128,
+            "in_engine_p99_ms": 0.128,
+        }
+    }

@@ -104,6 +104,11 @@ async def test_three_processes_replicate_100_groups_through_every_node(
         assert interpreter["switch_interval"] == GIL_SWITCH_INTERVAL
         assert tuple(interpreter["gc_thresholds"]) == NODE_GC_THRESHOLDS
         assert interpreter["gc_frozen_objects"] > 10_000
+        # Every durable write of the node is in its write-duration histograms.
+        stats1 = await cluster[1].call("stats")
+        writes = stats1["write_durations"]
+        assert writes["waited"]["count"] == stats1["node"]["storage_syncs"] > 0
+        assert writes["in_engine"]["count"] == stats1["node"]["storage_syncs"]
         for node_id in (1, 2, 3):
             assert await cluster[node_id].terminate() == 0
 

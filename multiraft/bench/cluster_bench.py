@@ -38,6 +38,7 @@ import trio
 
 from multiraft.bench.load import percentile, run_load
 from multiraft.bench.report import BenchReport, bench_parser, machine_info, run_main
+from multiraft.duration_histogram import DurationHistogram
 
 __all__ = ["main", "measure", "parser"]
 
@@ -73,6 +74,8 @@ def _summarize(
     out["cpu_per_wall"] = {
         str(k): round((after["cpu"][k] - before["cpu"][k]) / elapsed, 3) for k in before["cpu"]
     }
+    if "writes" in before:
+        out["durable_writes"] = _write_times(before, after)
     return out
 
 
@@ -109,7 +112,28 @@ async def _process_counters(nodes: dict[int, Any]) -> dict[str, Any]:
         "frames": sum(s["transport"]["frames_sent"] for s in stats.values()),
         "bytes": sum(s["transport"]["bytes_sent"] for s in stats.values()),
         "cpu": {i: s["cpu_seconds"] for i, s in stats.items()},
+        "writes": {
+            i: {k: DurationHistogram.from_dict(h) for k, h in s["write_durations"].items()}
+            for i, s in stats.items()
+        },
     }
+
+
+def _write_times(before: dict[str, Any], after: dict[str, Any]) -> dict[str, dict[str, float]]:
+    """Per node, the durable writes of the window: count, p50/p99 waited and in the engine (ms).
+
+    Quantiles are bucket upper bounds (see :mod:`multiraft.duration_histogram`).
+    """
+    out: dict[str, dict[str, float]] = {}
+    for i, hists in after["writes"].items():
+        row: dict[str, float] = {}
+        for kind, hist in hists.items():
+            window = hist.minus(before["writes"][i][kind])
+            row["writes"] = window.count
+            row[f"{kind}_p50_ms"] = window.quantile(0.5) * 1e3 if window.count else 0.0
+            row[f"{kind}_p99_ms"] = window.quantile(0.99) * 1e3 if window.count else 0.0
+        out[str(i)] = row
+    return out
 
 
 def _rate_shares(by_leader: dict[int, list[int]], rate: float) -> dict[int, float]:
@@ -279,6 +303,7 @@ def _print_row(setup: str, count: int, outstanding: int, row: dict[str, Any]) ->
         file=sys.stderr,
         flush=True,
     )
+    _print_write_times(row)
 
 
 def _print_open_row(count: int, fraction: float, row: dict[str, Any]) -> None:
@@ -290,6 +315,20 @@ def _print_open_row(count: int, fraction: float, row: dict[str, Any]) -> None:
         file=sys.stderr,
         flush=True,
     )
+    _print_write_times(row)
+
+
+def _print_write_times(row: dict[str, Any]) -> None:
+    writes = row.get("durable_writes")
+    if not writes:
+        return
+    parts = [
+        f"node {i}: {w['writes']:,.0f} writes, waited p50/p99 <= {w['waited_p50_ms']:.2g}/"
+        f"{w['waited_p99_ms']:.2g} ms, in engine <= {w['in_engine_p50_ms']:.2g}/"
+        f"{w['in_engine_p99_ms']:.2g} ms"
+        for i, w in writes.items()
+    ]
+    print(f"{'':>10} durable writes: " + "; ".join(parts), file=sys.stderr, flush=True)
 
 
 def _fractions(text: str) -> list[float]:
@@ -359,6 +398,13 @@ def measure(args: argparse.Namespace) -> BenchReport:
             report.add(f"loopback {count} groups open loop {at_share}", rate, "ops/s")
             for p in ("p50", "p99", "p999"):
                 report.add(f"loopback {count} groups {p} {at_share}", at[f"{p}_ms"], "ms")
+            writes = at.get("durable_writes")
+            if writes:
+                # The slowest node's: a commit waits for its leader's and a follower's write.
+                for key, what in (("waited", "waited for"), ("in_engine", "in the engine")):
+                    worst = max(w[f"{key}_p50_ms"] for w in writes.values())
+                    label = f"  durable write {what}, p50 bound, slowest node, {at_share}"
+                    report.add(label, worst, "ms")
         report.add(f"loopback {count} groups frames", loop["frames_per_s"], "frames/s")
         report.add(f"loopback {count} groups bytes", loop["bytes_per_s"], "B/s")
         ratio = loop["commits_per_s"] / max(1, mem["commits_per_s"])
