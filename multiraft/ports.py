@@ -21,6 +21,7 @@ __all__ = [
     "GroupWrite",
     "LogEngine",
     "RemovedGroupsLog",
+    "TimedLogEngine",
     "Transport",
     "WriteBatch",
 ]
@@ -79,6 +80,18 @@ class WriteBatch:
 
 class GroupStorage(Storage, Protocol):
     """A group's view of the log engine: the raft ``Storage`` protocol."""
+
+
+@runtime_checkable
+class TimedLogEngine(Protocol):
+    """A log engine that says how long its last ``write`` took (optional).
+
+    ``last_write_seconds`` is set by every ``write`` that syncs, before it
+    returns; the coordinator reads it on the event loop once the write is done,
+    for the ``in_engine`` histogram of ``Node.write_durations()``.
+    """
+
+    last_write_seconds: float
 
 
 class LogEngine(Protocol):

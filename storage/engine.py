@@ -90,7 +90,8 @@ class DurableLogEngine:
     ``fdatasync`` calls (one per synced write, plus one when a new segment or
     closing finds unsynced bytes), ``unsynced_writes`` the writes made without
     one, ``dir_syncs`` directory syncs, ``bytes_written`` log bytes. ``reopen_seconds`` is how
-    long :meth:`open` took to recover.
+    long :meth:`open` took to recover; ``last_write_seconds`` how long the last
+    synced :meth:`write` took (the coordinator's ``in_engine`` write durations).
     """
 
     def __init__(
@@ -133,6 +134,7 @@ class DurableLogEngine:
         self.segments_deleted = 0
         self.groups_relocated = 0
         self.reopen_seconds = 0.0
+        self.last_write_seconds = 0.0
         self.torn_tails: list[tuple[str, int]] = []
 
     # -- opening -------------------------------------------------------------
@@ -282,6 +284,7 @@ class DurableLogEngine:
         invalid group write raises and nothing of the batch is persisted. A
         group may appear once per batch. An empty batch does nothing.
         """
+        began = time.perf_counter()
         with self._writer_lock:
             self.check_usable()
             if not batch.groups:
@@ -315,6 +318,8 @@ class DurableLogEngine:
                     raise self._fail(exc) from exc
             if self._rotated_since_gc and not self._in_gc:
                 self._collect_locked()
+            if batch.sync:
+                self.last_write_seconds = time.perf_counter() - began
 
     def remove_group(self, group_id: int) -> None:
         """Durably drop all state of ``group_id`` (nothing happens if it has none)."""

@@ -8,6 +8,7 @@ after a clean shutdown.
 from __future__ import annotations
 
 import contextlib
+import time
 
 from multiraft.ports import GroupWrite, WriteBatch
 from multiraft.raft.errors import CompactedError, SnapOutOfDateError
@@ -20,10 +21,19 @@ class MemoryLogEngine:
     """The ``LogEngine`` port over one :class:`MemoryStorage` per group.
 
     ``syncs`` counts calls to :meth:`write` with a synced batch (each stands for
-    one durable sync), ``unsynced_writes`` those with ``sync=False``.
+    one durable sync), ``unsynced_writes`` those with ``sync=False``;
+    ``last_write_seconds`` is how long the last synced write took.
     """
 
-    __slots__ = ("_closed", "_groups", "_removed", "_written", "syncs", "unsynced_writes")
+    __slots__ = (
+        "_closed",
+        "_groups",
+        "_removed",
+        "_written",
+        "last_write_seconds",
+        "syncs",
+        "unsynced_writes",
+    )
 
     def __init__(self) -> None:
         self._groups: dict[int, MemoryStorage] = {}
@@ -32,6 +42,7 @@ class MemoryLogEngine:
         self._closed = False
         self.syncs = 0
         self.unsynced_writes = 0
+        self.last_write_seconds = 0.0
 
     def _check_open(self) -> None:
         if self._closed:
@@ -47,11 +58,13 @@ class MemoryLogEngine:
 
     def write(self, batch: WriteBatch) -> None:
         """Apply every group's writes in the order :class:`GroupWrite` documents."""
+        began = time.perf_counter()
         self._check_open()
         for gw in batch.groups:
             self._apply(gw)
         if batch.sync:
             self.syncs += 1
+            self.last_write_seconds = time.perf_counter() - began
         else:
             self.unsynced_writes += 1
 
