@@ -5,7 +5,9 @@ to the groups here, between ticks and ready cycles. Coalesced heartbeat records
 become the raft messages their groups expect. A message for a group this node
 does not host goes to the unknown-group policy; one for a removed group meets
 its tombstone. A group whose raft rejects a message as impossible (a hostile or
-broken peer) is stopped alone: the node and its other groups carry on.
+broken peer) is stopped alone: the node and its other groups carry on. A vote
+request from an older term, which raft drops, may be answered here instead
+(see :mod:`multiraft.older_term_votes`).
 """
 
 from __future__ import annotations
@@ -17,9 +19,11 @@ from multiraft.frames import Frame, HeartbeatRecord, SnapshotOutcome
 from multiraft.groups import GroupTable
 from multiraft.heartbeats import (
     QUIESCE_CONTEXT,
+    Outbox,
     heartbeat_message,
     heartbeat_response_message,
 )
+from multiraft.older_term_votes import campaigns_again_at_once, rejection_of_older_vote
 from multiraft.quiescence import follower_may_quiesce
 from multiraft.raft.errors import RaftError
 from multiraft.raft.types import Message, MessageType, SnapshotStatus, is_response_msg
@@ -30,6 +34,8 @@ __all__ = ["Inbound"]
 _log = logging.getLogger("multiraft.node")
 
 _SNAP = MessageType.SNAP
+_VOTE = MessageType.VOTE
+_VOTE_RESP = MessageType.VOTE_RESP
 #: Answers that need no action from a group at rest: stepping one into a
 #: quiesced group wakes it only if it gave raft something to do.
 _ANSWERS = frozenset((MessageType.APP_RESP, MessageType.HEARTBEAT_RESP))
@@ -38,10 +44,12 @@ _ANSWERS = frozenset((MessageType.APP_RESP, MessageType.HEARTBEAT_RESP))
 class Inbound:
     """Frames and snapshot outcomes received, waiting for the driver."""
 
-    __slots__ = ("_table", "items")
+    __slots__ = ("_outbox", "_table", "items")
 
-    def __init__(self, table: GroupTable) -> None:
+    def __init__(self, table: GroupTable, outbox: Outbox) -> None:
         self._table = table
+        #: Where the answers the coordinator gives for raft go (see :meth:`step`).
+        self._outbox = outbox
         #: Received and not yet handled, in arrival order.
         self.items: list[Frame | SnapshotOutcome] = []
 
@@ -144,8 +152,17 @@ class Inbound:
         if m.to != table.node_id:
             table.counters.dropped_messages += 1
             return
+        t = m.type
+        again = t is _VOTE_RESP and r.failed is None and campaigns_again_at_once(m, r.rawnode.raft)
         if not self._step_raw(r, m):
             return
+        if t is _VOTE:
+            # Raft drops an older vote request unanswered (see older_term_votes).
+            answer = rejection_of_older_vote(m, r.rawnode.raft)
+            if answer is not None:
+                self._outbox.add(r.group_id, answer)
+        elif again:
+            r.campaign()
         if r.quiesced and m.type in _ANSWERS and not r.rawnode.has_ready():
             # A late answer to something sent before the group quiesced.
             return

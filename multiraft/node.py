@@ -82,7 +82,7 @@ class Node:
             self.node_id, transport, self._outbox, table.liveness, self._counters
         )
         self._writer = LogWriter(engine, write_in_thread, self._counters)
-        self._inbound = Inbound(table)
+        self._inbound = Inbound(table, self._outbox)
         self._requests = RequestQueue(table, self._signal)
         self._ticker = Ticker(table, self._outbox)
         self._applier = Applier(table, self._start_soon, self._signal, self._ticker.quiesce_if_idle)
