@@ -52,13 +52,10 @@ def test_three_nodes_ten_groups_under_every_kind_of_fault() -> None:
 #: added after the leader's last snapshot that never caught up (211, 213, 229, 231), a
 #: restart inside a joint config (205), a removed leader quiescing its group (201), and
 #: the PROBE/REPLICATE message storm under duplicated or cut-short appends (223, 228).
-#: Seed 588 (without pre-vote) left a group of two voters without a leader for good: the
-#: voter that missed its membership changes campaigned at ever newer terms, never asking
-#: the other, whose older vote requests it dropped (see multiraft/older_term_votes.py).
-MEMBERSHIP_SEEDS = (
-    *(201, 202, 203, 204, 205, 206, 207, 208, 209, 210, 211, 213, 223, 228, 229, 231),
-    588,
-)
+#: (Seed 588 of `--nodes 5 --groups 10 --steps 10` once left a group of two voters without
+#: a leader for good, under timing a since-reverted change had shifted; with today's timing
+#: it passes without the fix, so tests/test_node_stale_term_votes.py pins that mechanism.)
+MEMBERSHIP_SEEDS = (201, 202, 203, 204, 205, 206, 207, 208, 209, 210, 211, 213, 223, 228, 229, 231)
 
 
 def test_five_nodes_with_membership_races() -> None:
