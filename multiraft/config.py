@@ -76,6 +76,12 @@ class NodeConfig:
     * ``event_buffer``: events kept per ``events()`` subscriber before the oldest
       are dropped.
     * ``seed``: mixed into every group's election timeout randomization.
+    * ``first_proposal_id``: the sequence number this node's first command,
+      read or membership change carries in its header (``None``: the wall clock
+      in nanoseconds when the node opens). A restarted node may still apply
+      entries its earlier runs proposed, and finds a request's waiter by that
+      number: ids of one run must never repeat those of an earlier one, so each
+      run starts past them (see :mod:`multiraft.proposals`).
     """
 
     node_id: int = attrs.field(kw_only=False)
@@ -107,6 +113,7 @@ class NodeConfig:
     write_in_thread: bool | None = None
     event_buffer: int = 10_000
     seed: int = 0
+    first_proposal_id: int | None = None
 
     def __attrs_post_init__(self) -> None:
         if self.peer_timeout_ticks == 0 and isinstance(self.election_ticks, int):
@@ -167,3 +174,9 @@ class NodeConfig:
             _bool("write_in_thread", self.write_in_thread)
         _int_at_least("event_buffer", self.event_buffer, 1)
         _int_at_least("seed", self.seed, 0)
+        if self.first_proposal_id is not None:
+            _int_at_least("first_proposal_id", self.first_proposal_id, 0)
+            if self.first_proposal_id >= 1 << 63:
+                raise ValueError(
+                    f"first_proposal_id must be below 2**63, got {self.first_proposal_id!r}"
+                )

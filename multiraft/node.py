@@ -13,6 +13,7 @@ never step a ``RawNode``: they queue a request and wait for its outcome.
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
 from os import PathLike
@@ -94,7 +95,11 @@ class Node:
         self._leader_changed = trio.Event()
         self._nursery: trio.Nursery | None = None
         self._closed = False
-        self._seq = 0
+        # Proposal ids of this run start past those of every earlier run (see
+        # NodeConfig.first_proposal_id): entries proposed before a restart may be
+        # applied after it, and must not answer the new run's waiters.
+        first = config.first_proposal_id
+        self._seq = time.time_ns() if first is None else first
 
     # ================================================================ public API
 

@@ -69,3 +69,11 @@ def test_many_groups(seed: int, groups: int, steps: int) -> None:
     # Groups start from a snapshot of their membership: what is committed is each
     # first leader's entry, the entries of later terms and the clients' commands.
     assert result.entries_committed > groups * 3
+
+
+def test_a_restarted_node_does_not_take_an_earlier_runs_entry_for_its_proposal() -> None:
+    # Seed 2047: node 2, restarted, applied an entry its crashed run had proposed
+    # with the same proposal id as a new proposal, and acknowledged the new one with
+    # the old entry's result (tests/test_node_proposal_ids_across_restarts.py).
+    (result,) = sweep([2047], SimConfig(groups=30, steps=15))
+    assert result.entries_committed > 30

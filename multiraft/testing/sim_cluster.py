@@ -209,6 +209,8 @@ class SimCluster:
             state_machine_factory=self.state_machine_factory(sn),
             write_in_thread=True,
             seed=(self.seed * 1_000_003 + sn.incarnation) & ((1 << 62) - 1),
+            # Deterministic, and apart from every earlier incarnation's ids.
+            first_proposal_id=sn.incarnation << 40,
         )
 
     async def start(self, node_id: int) -> Node:
