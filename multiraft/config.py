@@ -77,11 +77,11 @@ class NodeConfig:
       are dropped.
     * ``seed``: mixed into every group's election timeout randomization.
     * ``first_proposal_id``: the sequence number this node's first command,
-      read or membership change carries in its header (``None``: the wall clock
-      in nanoseconds when the node opens). A restarted node may still apply
-      entries its earlier runs proposed, and finds a request's waiter by that
-      number: ids of one run must never repeat those of an earlier one, so each
-      run starts past them (see :mod:`multiraft.proposals`).
+      read or membership change carries in its header (``None``: a random
+      number below 2**62, drawn when the node opens). A restarted node may
+      still apply entries its earlier runs proposed, and finds a request's
+      waiter by that number: ids of one run must not repeat those of an earlier
+      one, so each run starts somewhere else (see :mod:`multiraft.proposals`).
     """
 
     node_id: int = attrs.field(kw_only=False)

@@ -13,7 +13,6 @@ never step a ``RawNode``: they queue a request and wait for its outcome.
 from __future__ import annotations
 
 import os
-import time
 from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
 from os import PathLike
@@ -99,7 +98,7 @@ class Node:
         # NodeConfig.first_proposal_id): entries proposed before a restart may be
         # applied after it, and must not answer the new run's waiters.
         first = config.first_proposal_id
-        self._seq = time.time_ns() if first is None else first
+        self._seq = _random_first_proposal_id() if first is None else first
 
     # ================================================================ public API
 
@@ -546,6 +545,12 @@ class Node:
                 r.fail_all(error)
         self._notify_leader_waiters()
         self._events.close()
+
+
+def _random_first_proposal_id() -> int:
+    """A random start below 2**62: the header's 64 bits leave 2**62 ids above it,
+    and two runs' ids overlap only with odds of about (ids used) / 2**62."""
+    return int.from_bytes(os.urandom(8), "big") >> 2
 
 
 def _check_group_id(group_id: object) -> None:
