@@ -5,6 +5,12 @@ node's id and a per-node sequence number. When any replica applies the entry,
 the node whose id is in the header finds its waiter by the sequence number and
 hands it the state machine's result; no other node has such a waiter. The
 same header prefixes a conf change's context.
+
+Sequence numbers must not repeat across a node's runs: a restarted node may
+apply entries its earlier run proposed (committed while it was down, or applied
+again from its log), and one with the number of a new proposal would answer
+that proposal's waiter with another command's result. Each run therefore
+starts at its own point (``NodeConfig.first_proposal_id``, random by default).
 """
 
 from __future__ import annotations
