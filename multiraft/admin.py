@@ -20,7 +20,8 @@ Operations (fields):
   (local, no barrier).
 * ``leaders`` (``groups``) -> ``[[group, leader or 0], ...]``
 * ``stats`` -> ``{"node": {...}, "transport": {...}, "cpu_seconds", "rss_bytes",
-  "interpreter": {"switch_interval", "gc_thresholds", "gc_frozen_objects"},
+  "interpreter": {"switch_interval", "gc_thresholds", "gc_frozen_objects",
+  "scheduling_policy"},
   "write_durations": {"waited": {...}, "in_engine": {...}}}`` (histograms in the
   form of :meth:`~multiraft.duration_histogram.DurationHistogram.to_dict`)
 * ``block`` / ``unblock`` (``nodes``): cut this node off from those peers, or heal.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import os
 import sys
 from collections.abc import Iterator
 
@@ -16,16 +17,22 @@ from multiraft.interpreter_settings import (
     tune_for_node_process,
 )
 
+#: What ``tune_for_node_process`` leaves as the scheduling policy on this OS.
+BATCH = "batch" if hasattr(os, "SCHED_BATCH") and hasattr(os, "sched_setscheduler") else ""
+
 
 @pytest.fixture
 def restored_interpreter() -> Iterator[None]:
     interval, thresholds = sys.getswitchinterval(), gc.get_threshold()
+    policy = os.sched_getscheduler(0) if hasattr(os, "sched_getscheduler") else None
     try:
         yield
     finally:
         sys.setswitchinterval(interval)
         gc.set_threshold(*thresholds)
         gc.unfreeze()
+        if policy is not None:
+            os.sched_setscheduler(0, policy, os.sched_param(0))
 
 
 def test_tune_for_node_process_sets_switch_interval_and_gc_thresholds(
@@ -36,6 +43,27 @@ def test_tune_for_node_process_sets_switch_interval_and_gc_thresholds(
     assert gc.get_threshold() == NODE_GC_THRESHOLDS == (50_000, 20, 100)
     assert settings.switch_interval == GIL_SWITCH_INTERVAL
     assert settings.gc_thresholds == NODE_GC_THRESHOLDS
+    assert settings.scheduling_policy == BATCH
+
+
+def test_without_batch_scheduling_the_policy_stays(restored_interpreter: None) -> None:
+    before = current_settings().scheduling_policy
+    assert before == ("other" if BATCH else "")
+    settings = tune_for_node_process(batch_scheduling=False)
+    assert settings.scheduling_policy == before
+
+
+def test_threads_started_after_tuning_inherit_batch_scheduling(
+    restored_interpreter: None,
+) -> None:
+    import threading
+
+    tune_for_node_process()
+    seen: list[str] = []
+    thread = threading.Thread(target=lambda: seen.append(current_settings().scheduling_policy))
+    thread.start()
+    thread.join()
+    assert seen == [BATCH]
 
 
 def test_tune_for_node_process_takes_other_values(restored_interpreter: None) -> None:
@@ -59,6 +87,15 @@ def test_tune_for_node_process_rejects_bad_values_naming_them_and_changes_nothin
     before = current_settings()
     with pytest.raises(ValueError, match=field):
         tune_for_node_process(interval, thresholds)
+    assert current_settings() == before
+
+
+def test_tune_for_node_process_rejects_a_non_bool_batch_scheduling(
+    restored_interpreter: None,
+) -> None:
+    before = current_settings()
+    with pytest.raises(ValueError, match="batch_scheduling"):
+        tune_for_node_process(batch_scheduling=1)  # type: ignore[arg-type]
     assert current_settings() == before
 
 

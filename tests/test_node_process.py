@@ -104,6 +104,7 @@ async def test_three_processes_replicate_100_groups_through_every_node(
         assert interpreter["switch_interval"] == GIL_SWITCH_INTERVAL
         assert tuple(interpreter["gc_thresholds"]) == NODE_GC_THRESHOLDS
         assert interpreter["gc_frozen_objects"] > 10_000
+        assert interpreter["scheduling_policy"] == "batch"
         # Every durable write of the node is in its write-duration histograms.
         stats1 = await cluster[1].call("stats")
         writes = stats1["write_durations"]
