@@ -72,13 +72,24 @@ class Applier:
         Runs before ``rd`` is written: only for entries this node persisted in an
         earlier cycle (committed, so durable on a quorum and here), and only up to
         the first membership change. Results go to their callers at once. Returns
-        how many entries were applied; :meth:`apply` skips them after the write.
+        how many leading entries are now applied (counting those applied earlier,
+        while a write was in flight); :meth:`apply` skips them after the write.
         Not for blocking state machines, nor for a ``Ready`` with a snapshot.
         """
         ents = rd.committed_entries
+        start = _applied_already(r, ents)
+        n = start + self.apply_committed(r, ents[start:] if start else ents, persisted)
+        return n
+
+    def apply_committed(self, r: Replica, ents: list[Entry], upto: int | None = None) -> int:
+        """Apply the leading commands of the committed ``ents`` (up to index ``upto``,
+        and up to the first membership change) and answer their callers at once.
+
+        For entries persisted here; returns how many were applied.
+        """
         n = 0
         for e in ents:
-            if e.index > persisted or e.type is not _NORMAL:
+            if (upto is not None and e.index > upto) or e.type is not _NORMAL:
                 break
             n += 1
         if n:
@@ -102,6 +113,8 @@ class Applier:
         if snap is not None:
             self._restored(r, snap)
         ents = rd.committed_entries
+        # Entries applied while an earlier write was in flight come round again.
+        skip = max(skip, _applied_already(r, ents))
         if skip:
             ents = ents[skip:]
         if ents:
@@ -251,3 +264,15 @@ class Applier:
         self._advance(r, rd)
         self._table.dirty[r] = None
         self._signal()
+
+
+def _applied_already(r: Replica, ents: list[Entry]) -> int:
+    """How many leading entries of ``ents`` ``r`` applied already.
+
+    Raft's own applied index moves when a ``Ready`` is advanced, the replica's
+    when it applies: commands applied while a write was in flight (see
+    :mod:`multiraft.commits_during_write`) come back in the next ``Ready``.
+    """
+    if not ents or ents[0].index > r.applied:
+        return 0
+    return min(len(ents), r.applied - ents[0].index + 1)

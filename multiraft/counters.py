@@ -25,6 +25,8 @@ class NodeCounters:
     commands of one group queued in one cycle go in one batch);
     ``commands_applied``; ``entries_applied_before_write``: committed entries
     applied before their cycle's write (persisted here in an earlier cycle);
+    ``frames_stepped_during_write``: frames of acknowledgements a leader stepped
+    while its cycle's write was in flight (see :mod:`multiraft.commits_during_write`);
     ``snapshots_taken``/``snapshots_restored``;
     ``snapshots_on_demand``: those of ``snapshots_taken`` taken because a follower
     needed a snapshot newer than the stored one (a member added since);
@@ -53,6 +55,7 @@ class NodeCounters:
     proposal_batches: int = 0
     commands_applied: int = 0
     entries_applied_before_write: int = 0
+    frames_stepped_during_write: int = 0
     snapshots_taken: int = 0
     snapshots_restored: int = 0
     snapshots_on_demand: int = 0

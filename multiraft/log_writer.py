@@ -72,6 +72,11 @@ class LogWriter:
         #: Durations of the durable writes made through :meth:`write`.
         self.durations = WriteDurations()
 
+    @property
+    def in_thread(self) -> bool:
+        """Whether writes run in a worker thread (other tasks run meanwhile)."""
+        return self._in_thread
+
     async def write(self, batch: WriteBatch) -> None:
         """Persist ``batch``: durably (one sync), or without a sync if ``batch.sync`` is False."""
         clock = self._clock

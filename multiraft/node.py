@@ -22,6 +22,7 @@ import attrs
 import trio
 
 from multiraft.applying import Applier
+from multiraft.commits_during_write import CommitsDuringWrite
 from multiraft.config import NodeConfig
 from multiraft.counters import NodeCounters
 from multiraft.errors import (
@@ -34,6 +35,7 @@ from multiraft.errors import (
     ProposalTimeoutError,
 )
 from multiraft.events import EventHub, EventSubscription, GroupRemoved
+from multiraft.frames import Frame
 from multiraft.group_spec import GroupSpec
 from multiraft.groups import GroupTable
 from multiraft.heartbeats import Outbox
@@ -86,8 +88,14 @@ class Node:
         self._requests = RequestQueue(table, self._signal)
         self._ticker = Ticker(table, self._outbox)
         self._applier = Applier(table, self._start_soon, self._signal, self._ticker.quiesce_if_idle)
+        self._during_write = CommitsDuringWrite(table, self._inbound, self._applier)
         self._cycle = ReadyCycle(
-            table, self._writer, self._sender, self._applier, self._notify_leader_waiters
+            table,
+            self._writer,
+            self._sender,
+            self._applier,
+            self._notify_leader_waiters,
+            self._during_write,
         )
         self._deadlines = RequestDeadlines()
         self._wakeup = trio.Event()
@@ -519,11 +527,16 @@ class Node:
     async def _run_receiver(self) -> None:
         transport = self._transport
         inbound = self._inbound
+        during_write = self._during_write
         while True:
             try:
                 item = await transport.receive()
             except (trio.EndOfChannel, trio.ClosedResourceError):
                 return
+            if during_write.writing and isinstance(item, Frame) and during_write.take(item):
+                # Stepped now; what it changed goes out in the next cycle.
+                self._signal()
+                continue
             inbound.items.append(item)
             self._signal()
 

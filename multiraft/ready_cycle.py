@@ -46,6 +46,7 @@ import logging
 from collections.abc import Callable
 
 from multiraft.applying import Applier
+from multiraft.commits_during_write import CommitsDuringWrite
 from multiraft.events import LeaderChanged
 from multiraft.frames import Frame, GroupMessage
 from multiraft.groups import GroupTable
@@ -75,7 +76,7 @@ _log = logging.getLogger("multiraft.node")
 class ReadyCycle:
     """Runs ready cycles for one node."""
 
-    __slots__ = ("_applier", "_notify_leader", "_sender", "_table", "_writer")
+    __slots__ = ("_applier", "_during_write", "_notify_leader", "_sender", "_table", "_writer")
 
     def __init__(
         self,
@@ -84,12 +85,15 @@ class ReadyCycle:
         sender: FrameSender,
         applier: Applier,
         notify_leader: Callable[[], None],
+        during_write: CommitsDuringWrite | None = None,
     ) -> None:
+        """``during_write``: steps acknowledgements while a write runs in a thread."""
         self._table = table
         self._writer = writer
         self._sender = sender
         self._applier = applier
         self._notify_leader = notify_leader
+        self._during_write = during_write
 
     async def run(self) -> None:
         """One cycle over the dirty groups (or just flush frames queued by ticks)."""
@@ -169,7 +173,23 @@ class ReadyCycle:
             for r, rd, last in persisted:
                 applied_before[r] = apply_persisted(r, rd, last)
         if batch:
-            await self._writer.write(WriteBatch(batch, sync))
+            during = self._during_write
+            if during is None or not self._writer.in_thread:
+                await self._writer.write(WriteBatch(batch, sync))
+            else:
+                after = during.apply_after_write
+                for r, rd in work:
+                    ents = rd.committed_entries
+                    if rd.snapshot is not None or (
+                        ents and (applied_before is None or applied_before.get(r, 0) < len(ents))
+                    ):
+                        after.add(r)
+                during.writing = True
+                try:
+                    await self._writer.write(WriteBatch(batch, sync))
+                finally:
+                    during.writing = False
+                    after.clear()
         outbox = sender.outbox
         for r, rd in work:
             if r.removed or r.failed is not None:

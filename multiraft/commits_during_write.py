@@ -1,0 +1,121 @@
+"""A leader's acknowledgements handled while its ready cycle waits for the log write.
+
+A ready cycle hands its batch to the log engine and waits for it (in a worker
+thread for a durable engine: a millisecond or more under load). Without this
+module every frame that arrives meanwhile waits for the write too, and so does
+each commit those frames complete: on a busy loopback leader nine frames in
+ten arrived during a write and waited 1.1 ms at the median, 3.6 ms at the 99th
+percentile. The receiver task instead hands such a frame here, and when it
+holds nothing but successful append acknowledgements for groups this node
+leads, they are stepped at once, and the commands they commit are applied and
+answered without waiting for the write to return.
+
+Why nothing unsafe can leave: raft counts the leader's own copy of an entry
+as soon as it is appended, so a follower's acknowledgement of an entry in the
+write still in flight may raise the commit index past what this node
+persisted. That commit index stays inside the node until the write returns:
+
+* no message leaves (stepping only queues raft's messages; the next ready
+  cycle, after the write, sends them);
+* only entries this node persisted in an earlier cycle are applied (those
+  below the group's first unstable entry), and only commands up to the first
+  membership change, as :meth:`~multiraft.applying.Applier.apply_persisted`
+  does before a write;
+* a group whose ``Ready`` of this cycle still has committed entries to apply
+  after the write is only stepped, not applied, so entries are applied once
+  and in order.
+
+Everything else in a frame (votes, appends to a follower, rejections,
+heartbeats, snapshots, messages of another term, groups asleep, failed,
+damaged or applying in a thread) makes the whole frame wait for the write as
+before, so a frame's messages are never reordered.
+"""
+
+from __future__ import annotations
+
+from multiraft.applying import Applier
+from multiraft.frames import Frame
+from multiraft.groups import GroupTable
+from multiraft.inbound import Inbound
+from multiraft.raft.types import MessageType, StateType
+from multiraft.replica import Replica
+
+__all__ = ["CommitsDuringWrite"]
+
+_APP_RESP = MessageType.APP_RESP
+_LEADER = StateType.LEADER
+
+
+class CommitsDuringWrite:
+    """Steps a leader's acknowledgements that arrive while its cycle's write is in flight."""
+
+    __slots__ = ("_applier", "_inbound", "_table", "apply_after_write", "writing")
+
+    def __init__(self, table: GroupTable, inbound: Inbound, applier: Applier) -> None:
+        self._table = table
+        self._inbound = inbound
+        self._applier = applier
+        #: True while the ready cycle waits for its write in a worker thread.
+        self.writing = False
+        #: Groups whose ``Ready`` of the cycle in flight applies entries after the write.
+        self.apply_after_write: set[Replica] = set()
+
+    def take(self, frame: Frame) -> bool:
+        """Handle ``frame`` now if the write is in flight and it holds only acknowledgements
+        a leader may step at once; False leaves it for the driver (after the write)."""
+        if not self.writing or frame.heartbeats or frame.heartbeat_responses:
+            return False
+        messages = frame.messages
+        if not messages:
+            return False
+        table = self._table
+        replicas = table.replicas
+        node_id = table.node_id
+        groups: list[Replica] = []
+        for gm in messages:
+            m = gm.message
+            if m.type is not _APP_RESP or m.reject or m.to != node_id:
+                return False
+            r = replicas.get(gm.group_id)
+            if (
+                r is None
+                or r.quiesced
+                or r.dormant is not None
+                or r.removed
+                or r.failed is not None
+                or r.corrupt
+                or r.blocking
+                or r.applying is not None
+            ):
+                return False
+            raft = r.rawnode.raft
+            if (
+                raft.state is not _LEADER
+                or m.term != raft.term
+                or m.from_ not in raft.trk.progress
+                or raft.raft_log.unstable.snapshot is not None
+            ):
+                return False
+            groups.append(r)
+        c = table.counters
+        c.frames_received += 1
+        c.messages_received += len(messages)
+        c.frames_stepped_during_write += 1
+        table.liveness.heard(frame.from_node, table.tick)
+        step = self._inbound.step
+        for gm, r in zip(messages, groups, strict=True):
+            step(r, gm.message)
+        apply_after_write = self.apply_after_write
+        for r in dict.fromkeys(groups):
+            if r not in apply_after_write and r.failed is None:
+                self._apply_persisted_commits(r)
+        return True
+
+    def _apply_persisted_commits(self, r: Replica) -> None:
+        log = r.rawnode.raft.raft_log
+        # Entries below the first unstable one were persisted by earlier cycles.
+        hi = min(log.committed, log.unstable.offset - 1)
+        lo = r.applied + 1
+        if hi < lo or lo < log.first_index():
+            return
+        self._applier.apply_committed(r, log.slice(lo, hi + 1))
