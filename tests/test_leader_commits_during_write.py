@@ -175,16 +175,18 @@ async def test_entries_of_the_unfinished_write_are_neither_applied_nor_announced
         async def propose() -> None:
             results["c"] = await leader.propose(1, _put(b"c", b"3"))
 
+        stepped_before = leader.stats()["frames_stepped_during_write"]
         engines[1].hold_next_write()
         nursery.start_soon(propose)
         await trio.to_thread.run_sync(engines[1].holding.wait)
         transports[1].watching = True
-        stepped_before = leader.stats()["frames_stepped_during_write"]
-        # The append left before the write: both followers persist C and acknowledge it.
-        await _wait_until(lambda: all(c_index in engines[i].persisted for i in (2, 3)))
+        # The append left before the write: both followers persist C and acknowledge
+        # it, and the leader steps both acknowledgements while its write hangs.
         await _wait_until(
-            lambda: leader.stats()["frames_stepped_during_write"] >= stepped_before + 2
+            lambda: all(leader.status(1).progress[i].match == c_index for i in (2, 3))
         )
+        assert all(c_index in engines[i].persisted for i in (2, 3))
+        assert leader.stats()["frames_stepped_during_write"] >= stepped_before + 2
         # Raft counts the leader's own copy, so the quorum commits C in its memory...
         assert leader.status(1).hard_state.commit == c_index
         await trio.sleep(0.05)
@@ -237,13 +239,29 @@ async def test_only_frames_of_current_term_successful_acks_are_stepped_during_a_
                 "a message for another node": Frame(
                     2, 1, [GroupMessage(1, Message(MessageType.APP_RESP, to=3, from_=2, term=term))]
                 ),
-                "nothing": Frame(2, 1),
             }
             before = leader.stats()["frames_stepped_during_write"]
             taken = {what: during.take(frame) for what, frame in refused.items()}
             assert taken == dict.fromkeys(refused, False)
             assert leader.stats()["frames_stepped_during_write"] == before
+            # A keepalive is noted at once: it only proves its sender alive.
+            received = leader.stats()["frames_received"]
+            assert during.take(Frame(2, 1))
+            assert leader.stats()["frames_received"] == received + 1
             assert during.take(Frame(2, 1, [_ack(term, last), _ack(term, last, from_=3)]))
             assert leader.stats()["frames_stepped_during_write"] == before + 1
+            # A frame queued before the write began is taken first when it may be...
+            queued = Frame(3, 1, [_ack(term, last, from_=3)])
+            leader._inbound.items.append(queued)
+            assert during.take(Frame(3, 1, [_ack(term, last, from_=3)]))
+            assert leader._inbound.items == []
+            assert leader.stats()["frames_stepped_during_write"] == before + 3
+            # ...and one that must wait holds back the later ones from its node only.
+            waiting = Frame(2, 1, [_ack(term, last, reject=True)])
+            leader._inbound.items.append(waiting)
+            assert not during.take(Frame(2, 1, [_ack(term, last)]))
+            assert leader._inbound.items == [waiting]
+            assert during.take(Frame(3, 1, [_ack(term, last, from_=3)]))
+            assert leader.stats()["frames_stepped_during_write"] == before + 4
         finally:
             during.writing = False
