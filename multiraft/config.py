@@ -57,6 +57,10 @@ class NodeConfig:
     * ``dormant_after_ticks``: a quiesced group's raft state folds into a compact
       dormant record once it stayed quiesced this many ticks (0: at once); a
       group touched again sooner is not rebuilt (see :mod:`multiraft.fold_schedule`).
+    * ``skip_redundant_heartbeats``: leave out a group's heartbeat to a follower
+      it sent an append in the previous heartbeat interval (see
+      :mod:`multiraft.heartbeats`; only where ``election_ticks`` exceeds three
+      heartbeat intervals, so a follower never waits an election timeout).
     * ``peer_timeout_ticks``: a peer node not heard from for this many ticks is
       judged dead; groups quiesced under a leader on it wake and elect.
     * ``proposal_timeout``: how long ``propose``/``read``/``change_membership``/
@@ -92,6 +96,7 @@ class NodeConfig:
     check_quorum: bool = True
     quiesce: bool = True
     dormant_after_ticks: int = 10
+    skip_redundant_heartbeats: bool = True
     max_size_per_msg: int = 1 << 20
     max_inflight_msgs: int = 256
     max_inflight_bytes: int = 0
@@ -131,7 +136,13 @@ class NodeConfig:
                 f"election_ticks ({self.election_ticks}) must be greater than "
                 f"heartbeat_ticks ({self.heartbeat_ticks})"
             )
-        for flag in ("pre_vote", "check_quorum", "quiesce", "step_down_on_removal"):
+        for flag in (
+            "pre_vote",
+            "check_quorum",
+            "quiesce",
+            "step_down_on_removal",
+            "skip_redundant_heartbeats",
+        ):
             _bool(flag, getattr(self, flag))
         _int_at_least("max_size_per_msg", self.max_size_per_msg, 0)
         _int_at_least("max_inflight_msgs", self.max_inflight_msgs, 1)

@@ -17,6 +17,8 @@ class NodeCounters:
     transport traffic (a coalesced heartbeat record counts as one message);
     ``heartbeats_coalesced``: heartbeats and responses sent as records;
     ``heartbeat_frames_sent``: frames sent that carry at least one such record;
+    ``heartbeats_skipped``: heartbeats left out because the group sent that
+    follower an append in the previous heartbeat interval;
     ``storage_syncs``: durable log engine writes (one per cycle with writes that
     must be durable); ``storage_unsynced_writes``: cycles whose writes were only
     commit index moves, written without a sync;
@@ -47,6 +49,7 @@ class NodeCounters:
     messages_sent: int = 0
     messages_received: int = 0
     heartbeats_coalesced: int = 0
+    heartbeats_skipped: int = 0
     heartbeat_frames_sent: int = 0
     storage_syncs: int = 0
     storage_unsynced_writes: int = 0

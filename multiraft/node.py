@@ -79,7 +79,11 @@ class Node:
         self._table = table = GroupTable(config, engine, self._events, self._counters)
         if isinstance(engine, RemovedGroupsLog):
             table.unknown.tombstones.update(engine.removed_groups())
-        self._outbox = Outbox(self.node_id)
+        self._outbox = Outbox(
+            self.node_id,
+            skips_heartbeats=config.skip_redundant_heartbeats
+            and config.election_ticks > 3 * config.heartbeat_ticks,
+        )
         self._sender = FrameSender(
             self.node_id, transport, self._outbox, table.liveness, self._counters
         )

@@ -42,8 +42,10 @@ class FrameSender:
         outbox = self.outbox
         c = self._counters
         c.heartbeats_coalesced += outbox.heartbeats_coalesced
+        c.heartbeats_skipped += outbox.heartbeats_skipped
         c.snapshots_sent += outbox.snapshots
         outbox.heartbeats_coalesced = 0
+        outbox.heartbeats_skipped = 0
         outbox.snapshots = 0
         frames = outbox.take()
         for to in sorted(frames):

@@ -262,12 +262,14 @@ def _route_appends(
     if len(msgs) > 1:
         msgs = _without_redundant_heartbeats(msgs)
     rest: list[Message] = []
+    outbox = sender.outbox
     for m in msgs:
         if m.type is _APP:
             frame = early.get(m.to)
             if frame is None:
-                frame = early[m.to] = Frame(sender.outbox.node_id, m.to)
+                frame = early[m.to] = Frame(outbox.node_id, m.to)
             frame.messages.append(GroupMessage(group_id, m))
+            outbox.note_append(group_id, m.to)
         else:
             rest.append(m)
     return rest

@@ -46,6 +46,8 @@ class Ticker:
         c = table.counters
         c.ticks += 1
         table.tick = tick = c.ticks
+        if tick % table.config.heartbeat_ticks == 0:
+            self._outbox.new_heartbeat_interval()
         for peer in table.liveness.newly_dead(tick):
             self._on_peer_dead(peer)
         if self._campaigns:
