@@ -100,13 +100,17 @@ class CommitsDuringWrite:
             table.counters.frames_received += 1
             table.liveness.heard(frame.from_node, table.tick)
             return True
-        replicas = table.replicas
         node_id = table.node_id
-        groups: list[Replica] = []
+        # Message kinds first (cheap): a frame that also carries appends for groups
+        # its sender leads, as most do with many groups, is refused at once.
         for gm in messages:
             m = gm.message
             if m.type is not _APP_RESP or m.reject or m.to != node_id:
                 return False
+        replicas = table.replicas
+        groups: list[Replica] = []
+        for gm in messages:
+            m = gm.message
             r = replicas.get(gm.group_id)
             if (
                 r is None
