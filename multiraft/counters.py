@@ -18,7 +18,8 @@ class NodeCounters:
     ``heartbeats_coalesced``: heartbeats and responses sent as records;
     ``heartbeat_frames_sent``: frames sent that carry at least one such record;
     ``heartbeats_skipped``: heartbeats left out because the group sent that
-    follower an append in the previous heartbeat interval;
+    follower an append in the previous heartbeat interval, and heartbeat
+    responses left out because they only agreed to quiesce;
     ``storage_syncs``: durable log engine writes (one per cycle with writes that
     must be durable); ``storage_unsynced_writes``: cycles whose writes were only
     commit index moves, written without a sync;

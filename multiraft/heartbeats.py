@@ -18,7 +18,9 @@ were half of all messages between nodes. A follower hears from its leader at
 least every ``3 * heartbeat_ticks`` ticks even so (an append in one interval,
 no heartbeat in the next, one in the interval after), so the outbox skips
 heartbeats only when that is less than ``election_ticks``. Heartbeats carrying
-a context (read requests, quiesce requests) always leave.
+a context (read requests, quiesce requests) always leave. A follower's answer
+agreeing to quiesce stays home too: its leader quiesced when it asked and only
+needs to hear of a refusal.
 """
 
 from __future__ import annotations
@@ -61,7 +63,8 @@ class Outbox:
         self.frames: dict[int, Frame] = {}
         #: Heartbeats and responses routed as records (the sender takes and resets it).
         self.heartbeats_coalesced = 0
-        #: Heartbeats left out after an append in the previous interval (taken and reset).
+        #: Heartbeats left out after an append in the previous interval, and answers
+        #: that only agreed to quiesce (taken and reset).
         self.heartbeats_skipped = 0
         #: Snapshot messages routed (the sender takes and resets it).
         self.snapshots = 0
@@ -109,6 +112,11 @@ class Outbox:
             )
             self.heartbeats_coalesced += 1
         elif t is _HEARTBEAT_RESP:
+            if quiesced and m.context == QUIESCE_CONTEXT:
+                # The follower agreed to quiesce: its leader, asleep already, would
+                # only drop the answer (a refusal, sent awake, still goes).
+                self.heartbeats_skipped += 1
+                return
             self.frame(m.to).heartbeat_responses.append(
                 HeartbeatRecord(group_id, m.from_, m.to, m.term, m.commit, m.context, quiesced)
             )

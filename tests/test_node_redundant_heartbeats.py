@@ -129,3 +129,39 @@ async def test_heartbeats_are_all_sent_when_skipping_is_off_or_unsafe(
 def test_skip_redundant_heartbeats_must_be_a_bool() -> None:
     with pytest.raises(ValueError, match="skip_redundant_heartbeats"):
         NodeConfig(1, skip_redundant_heartbeats=1)  # type: ignore[arg-type]
+
+
+def test_a_followers_answer_agreeing_to_quiesce_stays_home_but_a_refusal_goes() -> None:
+    outbox = Outbox(2)
+    resp = MessageType.HEARTBEAT_RESP
+    agree = Message(type=resp, to=1, from_=2, term=3, commit=5, context=QUIESCE_CONTEXT)
+    outbox.add(7, agree, quiesced=True)
+    assert outbox.heartbeats_skipped == 1
+    outbox.add(7, agree, quiesced=False)  # answered awake: it refused
+    outbox.add(8, Message(type=resp, to=1, from_=2, term=3, commit=5), quiesced=True)
+    frames = outbox.take()
+    assert [(r.group_id, r.context, r.quiesce) for r in frames[1].heartbeat_responses] == [
+        (7, QUIESCE_CONTEXT, False),
+        (8, b"", True),
+    ]
+    assert outbox.heartbeats_skipped == 1
+
+
+async def test_a_group_quiesces_with_one_record_to_each_follower_and_none_back(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    async with Cluster(3) as c:
+        await c.create_groups([1], leader=lambda g: 1)
+        await c.wait_leaders([1], timeout=10)
+        await c.settle([1])
+        net = c.net
+        before = {
+            (s, d): net.heartbeat_records_sent(s, d) for s, d in ((1, 2), (1, 3), (2, 1), (3, 1))
+        }
+        await c.nodes[1].propose(1, b"x")
+        await trio.sleep(5 * TICK)
+        assert all(c.nodes[i].is_quiesced(1) for i in (1, 2, 3))
+        sent = {k: net.heartbeat_records_sent(*k) - v for k, v in before.items()}
+        # The tick after the append skipped its heartbeat; the next one asked each
+        # follower to quiesce, and they agreed without a word.
+        assert sent == {(1, 2): 1, (1, 3): 1, (2, 1): 0, (3, 1): 0}

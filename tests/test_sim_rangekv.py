@@ -64,7 +64,7 @@ def test_a_directory_that_forgets_a_split_off_range_fails_the_tiling_check(
     assert first.kind == "range tiling", result.failure_report()
     # The first split's right half ran to the end of the key space.
     assert first.detail == (
-        "node 1's directory after applying index 7: keys from b'k023' up are not covered"
+        "node 1's directory after applying index 7: keys from b'k014' up are not covered"
     )
     assert "--workload rangekv" in result.failure_report()
 
