@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from multiraft.bench.cluster_bench import _parse, _rate_shares, _split_by_leader, _summarize
+from multiraft.bench.cluster_bench import (
+    _open_loop_label,
+    _parse,
+    _rate_key,
+    _rate_shares,
+    _split_by_leader,
+    _summarize,
+)
 from multiraft.bench.load import percentile, run_load
 from multiraft.config import NodeConfig
 from multiraft.kv import KVCommand, KVStateMachine
@@ -67,6 +74,17 @@ def test_open_loop_runs_at_half_the_peak_unless_told_other_fractions() -> None:
     assert _parse(["--tiny", "--fractions", "0.25,0.5,0.75"]).fractions == [0.25, 0.5, 0.75]
     with pytest.raises(SystemExit):
         _parse(["--fractions", "1.5"])
+
+
+def test_open_loop_also_runs_at_fixed_rates_when_told() -> None:
+    assert _parse(["--tiny"]).rates == []
+    assert _parse(["--tiny", "--rates", "3000,13000"]).rates == [3000.0, 13000.0]
+    for bad in ("0", "-5", "fast", ""):
+        with pytest.raises(SystemExit):
+            _parse(["--rates", bad])
+    assert _rate_key(13000.0) == "13000/s"
+    assert _open_loop_label(_rate_key(13000.0)) == "at 13,000/s"
+    assert _open_loop_label(str(0.25)) == "at 25% of peak"
 
 
 def test_groups_go_to_their_known_leader_or_to_the_node_that_campaigned() -> None:

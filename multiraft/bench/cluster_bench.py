@@ -20,7 +20,10 @@ That closed loop gives the peak: a request leaves only when another completes.
 Latency is then measured under an open loop on the loopback cluster (requests
 issued on a fixed schedule whatever the replies do, latency counted from the
 scheduled send time; see :mod:`multiraft.bench.open_loop`) at fractions of that
-peak (``--fractions``, default 0.5): p50/p99/p999 and the rate achieved.
+peak (``--fractions``, default 0.5): p50/p99/p999 and the rate achieved. With
+``--rates`` it also runs the open loop at those fixed rates (requests per
+second), which stay the same from run to run and commit to commit while the
+peak moves with the machine's load: the figures to compare two versions by.
 """
 
 from __future__ import annotations
@@ -214,12 +217,16 @@ async def _loopback(root: Path, opts: argparse.Namespace) -> dict[str, Any]:
                 out[str(count)] = row
                 _print_row("loopback", count, outstanding, row)
                 open_loop: dict[str, Any] = {}
-                for fraction in getattr(opts, "fractions", ()):
-                    rate = fraction * row["commits_per_s"]
+                points = [
+                    (str(fraction), fraction * row["commits_per_s"])
+                    for fraction in getattr(opts, "fractions", ())
+                ]
+                points += [(_rate_key(rate), rate) for rate in getattr(opts, "rates", ())]
+                for key, rate in points:
                     at = await _process_workload(nodes, groups, opts.seconds, outstanding, rate)
                     at["offered_per_s"] = round(rate)
-                    open_loop[str(fraction)] = at
-                    _print_open_row(count, fraction, at)
+                    open_loop[key] = at
+                    _print_open_row(count, _open_loop_label(key), at)
                 if open_loop:
                     row["open_loop"] = open_loop
         finally:
@@ -306,9 +313,21 @@ def _print_row(setup: str, count: int, outstanding: int, row: dict[str, Any]) ->
     _print_write_times(row)
 
 
-def _print_open_row(count: int, fraction: float, row: dict[str, Any]) -> None:
+def _rate_key(rate: float) -> str:
+    """The key of a fixed-rate open-loop run among the fractions' ("13000/s")."""
+    return f"{rate:g}/s"
+
+
+def _open_loop_label(key: str) -> str:
+    """How a run of ``open_loop`` reads: "at 50% of peak" or "at 13,000/s"."""
+    if key.endswith("/s"):
+        return f"at {float(key[:-2]):,.0f}/s"
+    return f"at {float(key):.0%} of peak"
+
+
+def _print_open_row(count: int, label: str, row: dict[str, Any]) -> None:
     print(
-        f"{'open loop':>10} {count:>5} groups at {fraction:.0%} of peak "
+        f"{'open loop':>10} {count:>5} groups {label} "
         f"({row['offered_per_s']:,}/s offered): {row['commits_per_s']:>7,} commits/s, "
         f"p50 {row['p50_ms']:.1f} ms, p99 {row['p99_ms']:.1f} ms, p999 {row['p999_ms']:.1f} ms, "
         f"{row['late']:,} of {row['scheduled']:,} sent late, {row['errors']:,} errors",
@@ -341,6 +360,16 @@ def _fractions(text: str) -> list[float]:
     return values
 
 
+def _rates(text: str) -> list[float]:
+    try:
+        values = [float(x) for x in text.split(",") if x.strip()]
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"expected rates like 3000,13000: {text!r}") from exc
+    if not values or not all(v > 0 for v in values):
+        raise argparse.ArgumentTypeError(f"rates must be requests/s > 0: {text!r}")
+    return values
+
+
 def parser() -> argparse.ArgumentParser:
     """This benchmark's command line."""
     p = bench_parser("cluster", __doc__)
@@ -352,6 +381,12 @@ def parser() -> argparse.ArgumentParser:
         type=_fractions,
         default=[0.5],
         help="fractions of the closed-loop peak to run open-loop at (default 0.5)",
+    )
+    p.add_argument(
+        "--rates",
+        type=_rates,
+        default=[],
+        help="fixed rates (requests/s, over all nodes) to run open-loop at as well",
     )
     return p
 
@@ -392,8 +427,8 @@ def measure(args: argparse.Namespace) -> BenchReport:
             report.add(f"{setup} {count} groups commits", row["commits_per_s"], "commits/s")
             report.add(f"{setup} {count} groups p50", row["p50_ms"], "ms")
             report.add(f"{setup} {count} groups p99", row["p99_ms"], "ms")
-        for fraction, at in loop.get("open_loop", {}).items():
-            at_share = f"at {float(fraction):.0%} of peak"
+        for key, at in loop.get("open_loop", {}).items():
+            at_share = _open_loop_label(key)
             rate = at["commits_per_s"]
             report.add(f"loopback {count} groups open loop {at_share}", rate, "ops/s")
             for p in ("p50", "p99", "p999"):
