@@ -42,6 +42,9 @@ from multiraft.applying import Applier
 from multiraft.frames import Frame
 from multiraft.groups import GroupTable
 from multiraft.inbound import Inbound
+from multiraft.log_writer import LogWriter
+from multiraft.ports import WriteBatch
+from multiraft.raft.rawnode import Ready
 from multiraft.raft.types import MessageType, StateType
 from multiraft.replica import Replica
 
@@ -64,6 +67,33 @@ class CommitsDuringWrite:
         self.writing = False
         #: Groups whose ``Ready`` of the cycle in flight applies entries after the write.
         self.apply_after_write: set[Replica] = set()
+
+    async def write(
+        self,
+        writer: LogWriter,
+        batch: WriteBatch,
+        work: list[tuple[Replica, Ready]],
+        applied_before: dict[Replica, int] | None,
+    ) -> None:
+        """Write the cycle's ``batch`` with :meth:`take` open to the receiver meanwhile.
+
+        ``work`` is the cycle's groups and their Readys; ``applied_before`` how many
+        leading committed entries of each it applied before the write. Groups with
+        committed entries left to apply after the write are only stepped.
+        """
+        after = self.apply_after_write
+        for r, rd in work:
+            ents = rd.committed_entries
+            if rd.snapshot is not None or (
+                ents and (applied_before is None or applied_before.get(r, 0) < len(ents))
+            ):
+                after.add(r)
+        self.writing = True
+        try:
+            await writer.write(batch)
+        finally:
+            self.writing = False
+            after.clear()
 
     def take(self, frame: Frame) -> bool:
         """Handle ``frame`` now if the write is in flight and it holds only acknowledgements

@@ -177,19 +177,7 @@ class ReadyCycle:
             if during is None or not self._writer.in_thread:
                 await self._writer.write(WriteBatch(batch, sync))
             else:
-                after = during.apply_after_write
-                for r, rd in work:
-                    ents = rd.committed_entries
-                    if rd.snapshot is not None or (
-                        ents and (applied_before is None or applied_before.get(r, 0) < len(ents))
-                    ):
-                        after.add(r)
-                during.writing = True
-                try:
-                    await self._writer.write(WriteBatch(batch, sync))
-                finally:
-                    during.writing = False
-                    after.clear()
+                await during.write(self._writer, WriteBatch(batch, sync), work, applied_before)
         outbox = sender.outbox
         for r, rd in work:
             if r.removed or r.failed is not None:
