@@ -67,11 +67,16 @@ _FREE_REDIRECTS = 3
 
 
 class LinkError(Exception):
-    """A node could not be reached (stopped, or its connection broke)."""
+    """A node could not be reached (stopped, or its connection broke).
 
-    def __init__(self, node_id: int, reason: str = "unreachable") -> None:
+    ``ambiguous`` when the request may have reached the node before the link
+    failed (a write may then still apply).
+    """
+
+    def __init__(self, node_id: int, reason: str = "unreachable", ambiguous: bool = False) -> None:
         super().__init__(f"node {node_id}: {reason}")
         self.node_id = node_id
+        self.ambiguous = ambiguous
 
 
 class HostLink(Protocol):
@@ -169,12 +174,23 @@ class RangeClient:
     # --------------------------------------------------------------- the API
 
     async def put(self, key: bytes, value: bytes) -> None:
-        """Set ``key`` to ``value``."""
-        await self._write(key, pack(Put(key, value)), idempotent=True)
+        """Set ``key`` to ``value``.
+
+        Raises :class:`AmbiguousWriteError` if the outcome could not be learned:
+        the put may still apply. It is not resent blindly, as that could apply
+        it a second time after another client's later write to ``key`` (the
+        key would go back to this value, which no linearizable store allows);
+        a caller that alone writes ``key`` may resend it.
+        """
+        await self._write(key, pack(Put(key, value)), idempotent=False)
 
     async def delete(self, key: bytes) -> None:
-        """Remove ``key`` (nothing happens when it is absent)."""
-        await self._write(key, pack(Delete(key)), idempotent=True)
+        """Remove ``key`` (nothing happens when it is absent).
+
+        Raises :class:`AmbiguousWriteError` if the outcome could not be learned
+        (see :meth:`put`).
+        """
+        await self._write(key, pack(Delete(key)), idempotent=False)
 
     async def compare_and_set(
         self, key: bytes, expected: bytes | None, new: bytes | None
@@ -306,7 +322,7 @@ class RangeClient:
         try:
             return await self.link.call(node_id, request)
         except LinkError as exc:
-            return Unavailable(str(exc))
+            return Unavailable(str(exc), ambiguous=exc.ambiguous)
 
     async def _on_range(
         self, key: bytes, make: Callable[[RangeDescriptor], object], idempotent: bool

@@ -141,11 +141,13 @@ class RpcClient:
                 await self._stream.send_all(_record(request_id, request))
             await done.wait()
         except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
-            raise LinkError(self.node_id, f"connection lost: {exc}") from exc
+            # Part of the request may have gone out: the node may act on it.
+            raise LinkError(self.node_id, f"connection lost: {exc}", ambiguous=True) from exc
         finally:
             self._waiting.pop(request_id, None)
         if not slot:
-            raise LinkError(self.node_id, self._broken or "connection lost")
+            # Sent, and the connection ended before the answer came.
+            raise LinkError(self.node_id, self._broken or "connection lost", ambiguous=True)
         return slot[0]
 
     async def _read_replies(self) -> None:

@@ -10,6 +10,7 @@ everywhere. Mismatches are collected, not raised, so a run reports all of them.
 from __future__ import annotations
 
 import random
+from collections.abc import Awaitable, Callable
 
 import attrs
 import trio
@@ -92,7 +93,7 @@ class Workload:
                 self.counts.gets += 1
                 self._check(got == owned.get(key), f"get {key!r}: {got!r}, want {owned.get(key)!r}")
             elif r < 0.93:
-                await self.client.delete(key)
+                await self._alone(self.client.delete, key)
                 owned.pop(key, None)
                 self.counts.deletes += 1
             elif r < 0.98:
@@ -105,9 +106,22 @@ class Workload:
 
     async def _put(self, owned: dict[bytes, bytes], key: bytes, rng: random.Random) -> None:
         value = self._value(rng)
-        await self.client.put(key, value)
+        await self._alone(self.client.put, key, value)
         owned[key] = value
         self.counts.puts += 1
+
+    async def _alone(self, write: Callable[..., Awaitable[None]], *args: bytes) -> None:
+        """Run ``write`` until its outcome is known (within the client's timeout):
+        this worker alone writes its keys, so resending a write whose outcome was
+        lost cannot undo anyone else's."""
+        deadline = trio.current_time() + self.client.timeout
+        while True:
+            try:
+                await write(*args)
+                return
+            except AmbiguousWriteError:
+                if trio.current_time() > deadline:
+                    raise
 
     async def _compare_and_set(
         self, owned: dict[bytes, bytes], key: bytes, rng: random.Random
