@@ -6,7 +6,9 @@ Run it (a one-node store; add nodes the way ``examples.rangekv.server`` does)::
 
 It prints ``{"event": "ready", "port": N}`` and answers lines on that port:
 ``PUT key value`` -> ``OK``, ``GET key`` -> ``VALUE value`` or ``NONE``,
-``DEL key`` -> ``OK``. Every few seconds it logs the node's counters to stderr.
+``DEL key`` -> ``OK``; a request the store could not carry out gets ``ERR``
+and the reason (for a write whose outcome was lost: it may still apply).
+Every few seconds it logs the node's counters to stderr.
 
 The shape is the point. Everything lives in one task tree:
 
@@ -30,6 +32,7 @@ import signal
 import trio
 
 from examples.rangekv import RangeClient, RangeHost, RangeSettings, open_range_host
+from examples.rangekv.client import RangeKVError
 from examples.rangekv.local import LocalLink
 from multiraft import NodeConfig
 from transport.tcp import TcpTransportConfig, open_tcp_transport
@@ -81,6 +84,12 @@ class LineServer:
 
     async def execute(self, words: list[str]) -> str:
         """The answer to one request line."""
+        try:
+            return await self._execute(words)
+        except RangeKVError as exc:
+            return f"ERR {type(exc).__name__}: {exc}"
+
+    async def _execute(self, words: list[str]) -> str:
         match words:
             case ["PUT", key, value]:
                 await self.client.put(key.encode(), value.encode())

@@ -120,3 +120,18 @@ def test_sigterm_stops_cleanly_and_every_acknowledged_write_survives_a_restart(
             second.process.kill()
     assert code == 0, err
     assert "SIGINT: stopping" in err
+
+
+async def test_a_request_the_store_cannot_carry_out_is_answered_with_err() -> None:
+    from examples.host_loop import LineServer
+    from examples.rangekv.client import AmbiguousWriteError
+
+    class LostWrites:
+        async def put(self, key: bytes, value: bytes) -> None:
+            raise AmbiguousWriteError("proposal in group 1 did not complete before the deadline")
+
+    server = LineServer(LostWrites())  # type: ignore[arg-type]
+    assert await server.execute(["PUT", "k", "v"]) == (
+        "ERR AmbiguousWriteError: proposal in group 1 did not complete before the deadline"
+    )
+    assert await server.execute(["NOPE"]) == "ERR expected PUT key value, GET key or DEL key"
