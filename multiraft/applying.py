@@ -78,8 +78,7 @@ class Applier:
         """
         ents = rd.committed_entries
         start = _applied_already(r, ents)
-        n = start + self.apply_committed(r, ents[start:] if start else ents, persisted)
-        return n
+        return start + self.apply_committed(r, ents[start:] if start else ents, persisted)
 
     def apply_committed(self, r: Replica, ents: list[Entry], upto: int | None = None) -> int:
         """Apply the leading commands of the committed ``ents`` (up to index ``upto``,

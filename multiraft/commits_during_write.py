@@ -57,7 +57,7 @@ _LEADER = StateType.LEADER
 class CommitsDuringWrite:
     """Steps a leader's acknowledgements that arrive while its cycle's write is in flight."""
 
-    __slots__ = ("_applier", "_inbound", "_table", "apply_after_write", "writing")
+    __slots__ = ("_applier", "_apply_after_write", "_inbound", "_table", "writing")
 
     def __init__(self, table: GroupTable, inbound: Inbound, applier: Applier) -> None:
         self._table = table
@@ -65,8 +65,8 @@ class CommitsDuringWrite:
         self._applier = applier
         #: True while the ready cycle waits for its write in a worker thread.
         self.writing = False
-        #: Groups whose ``Ready`` of the cycle in flight applies entries after the write.
-        self.apply_after_write: set[Replica] = set()
+        # Groups whose Ready of the cycle in flight applies entries after the write.
+        self._apply_after_write: set[Replica] = set()
 
     async def write(
         self,
@@ -81,7 +81,7 @@ class CommitsDuringWrite:
         leading committed entries of each it applied before the write. Groups with
         committed entries left to apply after the write are only stepped.
         """
-        after = self.apply_after_write
+        after = self._apply_after_write
         for r, rd in work:
             ents = rd.committed_entries
             if rd.snapshot is not None or (
@@ -170,7 +170,7 @@ class CommitsDuringWrite:
         step = self._inbound.step
         for gm, r in zip(messages, groups, strict=True):
             step(r, gm.message)
-        apply_after_write = self.apply_after_write
+        apply_after_write = self._apply_after_write
         for r in dict.fromkeys(groups):
             if r not in apply_after_write and r.failed is None:
                 self._apply_persisted_commits(r)
