@@ -5,7 +5,7 @@ from __future__ import annotations
 import trio
 import trio.testing
 
-from multiraft.bench.open_loop import run_open_loop, send_times
+from multiraft.bench.open_loop import generator_cost, run_open_loop, send_times
 from multiraft.errors import NotLeaderError
 from multiraft.kv import KVCommand
 
@@ -135,3 +135,14 @@ async def test_cancelling_the_generator_with_parked_workers_ends_cleanly(
         await run_open_loop(fake.propose, [1], 4.0, 2.0, wake_every=0)
     assert scope.cancelled_caught
     assert [round(t, 2) for t, _, _ in fake.calls] == [0.0, 0.25, 0.5]
+
+
+async def test_generator_cost_answers_every_request_of_the_schedule_and_reports_its_cpu(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    out = await generator_cost(2000.0, 0.5, [7, 8], answer_every=0.002, idle_seconds=0.1)
+    assert (out["scheduled"], out["commits"], out["errors"], out["late"]) == (1000, 1000, 0, 0)
+    # A request waits at most for the generator's 1 ms wake-up grid, then for the
+    # stand-in's next answer, every 2 ms.
+    assert 0.0 <= out["p50_ms"] <= out["p99_ms"] <= 3.001
+    assert out["cpu_us_per_request"] >= 0.0 and out["cpu_per_wall"] >= 0.0

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from multiraft.bench.cluster_bench import (
+    _busiest_share,
     _open_loop_label,
     _parse,
     _rate_key,
@@ -147,3 +148,8 @@ def test_summary_reports_each_nodes_durable_writes_of_the_window() -> None:
             "in_engine_p99_ms": 0.128,
         }
     }
+
+
+def test_the_generator_is_measured_at_the_busiest_nodes_share_of_the_rate() -> None:
+    assert _busiest_share({1: 0.0, 2: 14000.0, 3: 0.0}) == (2, 14000.0)
+    assert _busiest_share({1: 3000.0, 2: 4000.0, 3: 4000.0}) == (2, 4000.0)

@@ -24,6 +24,10 @@ peak (``--fractions``, default 0.5): p50/p99/p999 and the rate achieved. With
 ``--rates`` it also runs the open loop at those fixed rates (requests per
 second), which stay the same from run to run and commit to commit while the
 peak moves with the machine's load: the figures to compare two versions by.
+The generator runs inside the node processes, on the cores raft needs; after
+each open-loop run it is measured alone at the busiest node's rate, against a
+stand-in node in this process (:func:`multiraft.bench.open_loop.generator_cost`),
+so the report says how much of that node's core the load itself took.
 """
 
 from __future__ import annotations
@@ -40,6 +44,7 @@ from typing import Any
 import trio
 
 from multiraft.bench.load import percentile, run_load
+from multiraft.bench.open_loop import generator_cost
 from multiraft.bench.report import BenchReport, bench_parser, machine_info, run_main
 from multiraft.duration_histogram import DurationHistogram
 
@@ -168,7 +173,25 @@ async def _process_workload(
     before = await _process_counters(nodes)
     runs, elapsed = await _drive(by_leader, run_one)
     after = await _process_counters(nodes)
-    return _summarize(runs, elapsed, before, after)
+    out = _summarize(runs, elapsed, before, after)
+    if rate is not None:
+        busiest, busiest_rate = _busiest_share(shares)
+        # The generator runs inside the nodes, on the cores raft needs: measure
+        # what it alone costs at the busiest node's rate, here, with the nodes idle.
+        alone = await generator_cost(busiest_rate, min(seconds, 2.0), by_leader[busiest])
+        out["generator"] = {
+            "node": busiest,
+            "rate_per_s": round(busiest_rate),
+            "cpu_us_per_request": alone["cpu_us_per_request"],
+            "cpu_per_wall": alone["cpu_per_wall"],
+        }
+    return out
+
+
+def _busiest_share(shares: dict[int, float]) -> tuple[int, float]:
+    """The node with the largest part of an open-loop rate, and that part."""
+    node = max(sorted(shares), key=lambda i: shares[i])
+    return node, shares[node]
 
 
 async def _await_leaders(ask: Any, groups: list[int], timeout: float) -> None:
@@ -335,6 +358,15 @@ def _print_open_row(count: int, label: str, row: dict[str, Any]) -> None:
         flush=True,
     )
     _print_write_times(row)
+    alone = row.get("generator")
+    if alone:
+        print(
+            f"{'':>10} the load generator alone at node {alone['node']}'s "
+            f"{alone['rate_per_s']:,}/s: {alone['cpu_us_per_request']:.1f} us CPU per request, "
+            f"{alone['cpu_per_wall']:.2f} of a core (it runs inside that node)",
+            file=sys.stderr,
+            flush=True,
+        )
 
 
 def _print_write_times(row: dict[str, Any]) -> None:
@@ -440,6 +472,10 @@ def measure(args: argparse.Namespace) -> BenchReport:
                     worst = max(w[f"{key}_p50_ms"] for w in writes.values())
                     label = f"  durable write {what}, p50 bound, slowest node, {at_share}"
                     report.add(label, worst, "ms")
+            alone = at.get("generator")
+            if alone:
+                label = f"  load generator alone, CPU per request, {at_share}"
+                report.add(label, alone["cpu_us_per_request"], "us")
         report.add(f"loopback {count} groups frames", loop["frames_per_s"], "frames/s")
         report.add(f"loopback {count} groups bytes", loop["bytes_per_s"], "B/s")
         ratio = loop["commits_per_s"] / max(1, mem["commits_per_s"])

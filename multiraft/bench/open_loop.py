@@ -23,6 +23,7 @@ delay counts in its latency like any other.
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
@@ -32,7 +33,7 @@ from multiraft.bench.load import latency_summary
 from multiraft.errors import NotLeaderError, ProposalDroppedError, ProposalTimeoutError
 from multiraft.kv import KVCommand
 
-__all__ = ["Propose", "run_open_loop", "send_times"]
+__all__ = ["Propose", "generator_cost", "run_open_loop", "send_times"]
 
 #: Submits one command to one group and returns once it is applied.
 Propose = Callable[[int, bytes], Awaitable[object]]
@@ -181,4 +182,59 @@ async def run_open_loop(
         "elapsed": current_time() - start,
     }
     out.update(latency_summary(latencies, samples))
+    return out
+
+
+async def generator_cost(
+    rate: float,
+    seconds: float,
+    groups: Sequence[int] = (1,),
+    *,
+    answer_every: float = 0.002,
+    idle_seconds: float = 0.5,
+) -> dict[str, Any]:
+    """What the open loop itself costs the process that hosts it, per request.
+
+    Runs :func:`run_open_loop` at ``rate`` for ``seconds`` against a stand-in
+    for a node: each request parks its worker until the stand-in answers every
+    waiting request at once, every ``answer_every`` seconds (a ready cycle's
+    cadence). The process CPU time consumed, less what the stand-in's wake-ups
+    cost with no request at all (measured for ``idle_seconds`` first), is the
+    generator's schedule and worker pool and a request's park and wake-up on
+    the proposer's side: the share of a core the load takes from the node it
+    runs in before any raft work. Returns the :func:`run_open_loop` figures plus
+    ``cpu_us_per_request`` and ``cpu_per_wall`` (of one core).
+    """
+    waiting: list[trio.lowlevel.Task] = []
+
+    def forget(_raise_cancel: object) -> trio.lowlevel.Abort:
+        waiting.remove(trio.lowlevel.current_task())
+        return trio.lowlevel.Abort.SUCCEEDED
+
+    async def propose(_group_id: int, _command: bytes) -> None:
+        waiting.append(trio.lowlevel.current_task())
+        await trio.lowlevel.wait_task_rescheduled(forget)
+
+    async def answer() -> None:
+        while True:
+            await trio.sleep(answer_every)
+            batch = waiting[:]
+            waiting.clear()
+            for task in batch:
+                trio.lowlevel.reschedule(task)
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(answer)
+        idle_cpu = time.process_time()
+        idle_began = time.perf_counter()
+        await trio.sleep(idle_seconds)
+        idle_rate = (time.process_time() - idle_cpu) / max(1e-9, time.perf_counter() - idle_began)
+        cpu_before = time.process_time()
+        wall_before = time.perf_counter()
+        out = await run_open_loop(propose, groups, rate, seconds)
+        wall = time.perf_counter() - wall_before
+        cpu = max(0.0, time.process_time() - cpu_before - idle_rate * wall)
+        nursery.cancel_scope.cancel()
+    out["cpu_us_per_request"] = round(cpu / max(1, out["commits"]) * 1e6, 2)
+    out["cpu_per_wall"] = round(cpu / wall, 3) if wall > 0 else 0.0
     return out
