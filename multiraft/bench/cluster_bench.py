@@ -474,7 +474,7 @@ def measure(args: argparse.Namespace) -> BenchReport:
                     report.add(label, worst, "ms")
             alone = at.get("generator")
             if alone:
-                label = f"  load generator alone, CPU per request, {at_share}"
+                label = f"  load generator alone, {count} groups, CPU per request, {at_share}"
                 report.add(label, alone["cpu_us_per_request"], "us")
         report.add(f"loopback {count} groups frames", loop["frames_per_s"], "frames/s")
         report.add(f"loopback {count} groups bytes", loop["bytes_per_s"], "B/s")
