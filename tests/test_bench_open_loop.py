@@ -146,3 +146,12 @@ async def test_generator_cost_answers_every_request_of_the_schedule_and_reports_
     # stand-in's next answer, every 2 ms.
     assert 0.0 <= out["p50_ms"] <= out["p99_ms"] <= 3.001
     assert out["cpu_us_per_request"] >= 0.0 and out["cpu_per_wall"] >= 0.0
+
+
+async def test_generator_cost_cancelled_mid_run_leaves_no_request_behind(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    with trio.move_on_after(0.3):
+        await generator_cost(2000.0, 1.0, answer_every=0.05, idle_seconds=0.1)
+    # Reaching here means every parked request was withdrawn cleanly.
+    assert trio.current_time() >= 0.3

@@ -207,12 +207,15 @@ async def generator_cost(
     """
     waiting: list[trio.lowlevel.Task] = []
 
-    def forget(_raise_cancel: object) -> trio.lowlevel.Abort:
-        waiting.remove(trio.lowlevel.current_task())
-        return trio.lowlevel.Abort.SUCCEEDED
-
     async def propose(_group_id: int, _command: bytes) -> None:
-        waiting.append(trio.lowlevel.current_task())
+        task = trio.lowlevel.current_task()
+        waiting.append(task)
+
+        def forget(_raise_cancel: object) -> trio.lowlevel.Abort:
+            # Called wherever the cancellation comes from: name the task, not the caller.
+            waiting.remove(task)
+            return trio.lowlevel.Abort.SUCCEEDED
+
         await trio.lowlevel.wait_task_rescheduled(forget)
 
     async def answer() -> None:
