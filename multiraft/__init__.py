@@ -31,9 +31,11 @@ from multiraft.frames import Frame, GroupMessage, HeartbeatRecord, SnapshotOutco
 from multiraft.group_spec import GroupSpec
 from multiraft.node import Node, open_node
 from multiraft.ports import Transport
+from multiraft.proposals import Completions, Waiter
 from multiraft.state_machine import StateMachine
 
 __all__ = [
+    "Completions",
     "Event",
     "EventSubscription",
     "Frame",
@@ -60,5 +62,6 @@ __all__ = [
     "StateMachine",
     "Transport",
     "UnknownGroupPolicy",
+    "Waiter",
     "open_node",
 ]

@@ -257,7 +257,7 @@ class AdminServer:
 
         if request.get("rate") is not None:
             return await run_open_loop(
-                self.node.propose,
+                self.node.propose_nowait,
                 [int(g) for g in request["groups"]],
                 float(request["rate"]),
                 float(request["seconds"]),

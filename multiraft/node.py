@@ -43,7 +43,7 @@ from multiraft.inbound import Inbound
 from multiraft.log_writer import LogWriter, WriteDurations
 from multiraft.outbound import FrameSender
 from multiraft.ports import LogEngine, RemovedGroupsLog, Transport
-from multiraft.proposals import Proposal, Waiter, encode_header
+from multiraft.proposals import Completions, Proposal, Waiter, encode_header
 from multiraft.raft.errors import ProposalDroppedError
 from multiraft.raft.types import NONE, ConfChange, ConfChangeV2, ConfState
 from multiraft.ready_cycle import ReadyCycle
@@ -212,6 +212,47 @@ class Node:
         waiters[seq] = waiter
         self._requests.add(r, Proposal(encode_header(self.node_id, seq) + command, seq, waiter))
         return await self._outcome(r, waiter, deadline, waiters, seq, "proposal")
+
+    def propose_nowait(
+        self, group_id: int, command: bytes, completions: Completions, tag: object = None
+    ) -> Waiter:
+        """Submit ``command`` like :meth:`propose`, without waiting for its outcome.
+
+        Returns the request's :class:`~multiraft.proposals.Waiter` (``tag`` is
+        kept on it as ``waiter.tag``); once the outcome is in, the waiter joins
+        ``completions`` and ``waiter.result()`` returns what :meth:`propose`
+        would have returned or raises what it would have raised. Every request
+        accepted reports there exactly once, at the latest when its
+        ``proposal_timeout`` passes or the node closes.
+
+        For a caller with many requests in flight (a server, a load generator)
+        this costs no task per request, and one wake-up per batch of outcomes.
+        Unlike :meth:`propose` it does not wait for a leader: with no leader
+        known it raises ``NotLeaderError`` at once. It also raises
+        ``GroupNotFoundError``/``GroupRemovedError``/``GroupFailedError`` and
+        ``NodeClosedError`` at once; nothing is submitted then.
+        """
+        if not isinstance(command, bytes):
+            raise TypeError(f"command must be bytes, got {type(command).__name__}")
+        if not isinstance(completions, Completions):
+            raise TypeError(f"completions must be a Completions, got {type(completions).__name__}")
+        r = self._live_replica(group_id)
+        if r.removed:
+            raise GroupRemovedError(group_id)
+        if r.leader == NONE:
+            raise NotLeaderError(group_id, r.last_leader or None)
+        self._counters.proposals += 1
+        self._seq = seq = self._seq + 1
+        waiter = Waiter(completions, tag)
+        waiters = r.writable_proposal_waiters()
+        waiters[seq] = waiter
+        deadline = trio.current_time() + self.config.proposal_timeout
+        if not self._deadlines.add(deadline, waiter, r, waiters, seq, "proposal"):
+            # Refused: the timer task has not started yet, or proposal_timeout was
+            # lowered. No task waits for this request, so one of its own expires it.
+            self._start_soon(self._expire_at, deadline, r, waiter, waiters, seq)
+        self._requests.add(r, Proposal(encode_header(self.node_id, seq) + command, seq, waiter))
+        return waiter
 
     async def read(self, group_id: int) -> int:
         """Linearizable read barrier: return once this replica applied a read index.
@@ -487,6 +528,17 @@ class Node:
             if not waiter.done:
                 waiters.pop(key, None)
         raise ProposalTimeoutError(r.group_id, r.leader or r.last_leader or None, what)
+
+    async def _expire_at(
+        self, deadline: float, r: Replica, waiter: Waiter, waiters: dict[Any, Waiter], key: Any
+    ) -> None:
+        """Fail ``waiter`` with ``ProposalTimeoutError`` at ``deadline`` unless done by then."""
+        await trio.sleep_until(deadline)
+        if not waiter.done:
+            waiters.pop(key, None)
+            waiter.set_error(
+                ProposalTimeoutError(r.group_id, r.leader or r.last_leader or None, "proposal")
+            )
 
     # ================================================================ driver
 

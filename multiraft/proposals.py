@@ -19,7 +19,7 @@ import struct
 
 import trio
 
-__all__ = ["HEADER_SIZE", "Proposal", "Waiter", "decode_header", "encode_header"]
+__all__ = ["HEADER_SIZE", "Completions", "Proposal", "Waiter", "decode_header", "encode_header"]
 
 _HEADER = struct.Struct(">QQ")
 #: Bytes of the proposal header.
@@ -46,19 +46,26 @@ def decode_header(data: bytes) -> tuple[int, int]:
 
 
 class Waiter:
-    """A one-shot slot for an outcome that one task waits for.
+    """A one-shot slot for the outcome of one request.
 
-    Built on trio's low-level parking rather than a ``trio.Event``: every
-    proposal makes one, so it keeps to four slots and no further objects.
+    Either one task waits for it (:meth:`wait`, what ``Node.propose`` does), or
+    it was made by ``Node.propose_nowait`` for a :class:`Completions` queue, to
+    which it reports itself once the outcome is in; :meth:`result` then reads
+    the outcome without waiting. Built on trio's low-level parking rather than
+    a ``trio.Event``: every proposal makes one, so it keeps to a few slots and
+    no further objects.
     """
 
-    __slots__ = ("_done", "_error", "_task", "_value")
+    __slots__ = ("_completions", "_done", "_error", "_task", "_value", "tag")
 
-    def __init__(self) -> None:
+    def __init__(self, completions: Completions | None = None, tag: object = None) -> None:
         self._done = False
         self._value: object = None
         self._error: BaseException | None = None
         self._task: trio.lowlevel.Task | None = None
+        self._completions = completions
+        #: What the submitter attached to the request (``propose_nowait``'s ``tag``).
+        self.tag = tag
 
     @property
     def done(self) -> bool:
@@ -77,12 +84,31 @@ class Waiter:
             self._error = error
             self._release()
 
+    def result(self) -> object:
+        """The outcome without waiting: the value, or the exception raised.
+
+        Raises ``RuntimeError`` while the outcome is not in yet.
+        """
+        if not self._done:
+            raise RuntimeError("the outcome is not in yet")
+        if self._error is not None:
+            raise self._error
+        return self._value
+
+    @property
+    def error(self) -> BaseException | None:
+        """The exception delivered, or None (no outcome yet, or a value)."""
+        return self._error
+
     def _release(self) -> None:
         self._done = True
         task = self._task
         if task is not None:
             self._task = None
             _reschedule(task)
+        completions = self._completions
+        if completions is not None:
+            completions._finished(self)
 
     async def wait(self) -> object:
         """Wait for the outcome: return the value or raise the exception.
@@ -102,6 +128,61 @@ class Waiter:
 
     def _abort(self, _raise_cancel: object) -> trio.lowlevel.Abort:
         # The waiting task was cancelled: it no longer expects a reschedule.
+        self._task = None
+        return _ABORT_SUCCEEDED
+
+
+class Completions:
+    """The requests submitted without waiting whose outcome is in, for one task to collect.
+
+    ``Node.propose_nowait`` hands each request's :class:`Waiter` to a queue of
+    this kind; the waiter joins the queue, in the order outcomes arrive, as soon
+    as its outcome is in (a result, the state machine's exception, a refusal, a
+    timeout, or the node closing: every request submitted reports exactly once).
+    One task collects them with :meth:`wait`, which returns all that finished
+    since its last call: a ready cycle that answers a thousand requests wakes
+    that task once, where a thousand waiting tasks would each be woken.
+    """
+
+    __slots__ = ("_ready", "_task")
+
+    def __init__(self) -> None:
+        self._ready: list[Waiter] = []
+        self._task: trio.lowlevel.Task | None = None
+
+    def __len__(self) -> int:
+        """Finished requests not collected yet."""
+        return len(self._ready)
+
+    def take_nowait(self) -> list[Waiter]:
+        """The finished requests not collected yet (possibly none), oldest first."""
+        ready = self._ready
+        if ready:
+            self._ready = []
+        return ready
+
+    async def wait(self) -> list[Waiter]:
+        """The finished requests not collected yet, oldest first, waiting for one if none.
+
+        Always a checkpoint; one task at a time may wait.
+        """
+        if self._ready:
+            await _checkpoint()
+        else:
+            if self._task is not None:
+                raise RuntimeError("another task is already waiting for these completions")
+            self._task = _current_task()
+            await _wait_task_rescheduled(self._abort)
+        return self.take_nowait()
+
+    def _finished(self, waiter: Waiter) -> None:
+        self._ready.append(waiter)
+        task = self._task
+        if task is not None:
+            self._task = None
+            _reschedule(task)
+
+    def _abort(self, _raise_cancel: object) -> trio.lowlevel.Abort:
         self._task = None
         return _ABORT_SUCCEEDED
 

@@ -115,6 +115,24 @@ async def test_load_counts_exactly_the_puts_the_state_machine_applied() -> None:
     assert result["p50_ms"] <= result["p99_ms"]
 
 
+async def test_load_retries_puts_refused_for_want_of_a_leader_without_committing_them() -> None:
+    net = MemoryNetwork()
+    led, leaderless = KVStateMachine(), KVStateMachine()
+    async with open_node(NodeConfig(1, tick_interval=0.01), transport=net.transport(1)) as node:
+        await node.create_group(1, [1], state_machine=led, campaign=True)
+        # Node 2 never runs: group 2 can elect no leader, and every put to it is
+        # refused at once (NotLeaderError) and sent again 10 ms later.
+        await node.create_group(2, [1, 2], state_machine=leaderless)
+        await node.propose(1, KVCommand("put", b"k").to_bytes())
+        applied_before = led.applied_index
+        result = await run_load(node, [1, 2], 0.3, outstanding=4, value_size=10)
+    assert result["commits"] == led.applied_index - applied_before > 0
+    assert leaderless.data == {}
+    # Each retry round sends all four of group 2's slots again, refused together.
+    assert result["errors"] >= 8
+    assert result["errors"] % 4 == 0
+
+
 def test_summary_reports_each_nodes_durable_writes_of_the_window() -> None:
     from multiraft.duration_histogram import DurationHistogram
 

@@ -15,11 +15,15 @@ import trio
 
 from multiraft.errors import NotLeaderError, ProposalDroppedError, ProposalTimeoutError
 from multiraft.kv import KVCommand
+from multiraft.proposals import Completions
 
 if TYPE_CHECKING:
     from multiraft.node import Node
 
 __all__ = ["latency_summary", "percentile", "run_load"]
+
+#: Refusals a put may meet: counted as errors and retried.
+_REFUSED = (NotLeaderError, ProposalDroppedError, ProposalTimeoutError)
 
 
 def percentile(sorted_values: Sequence[float], fraction: float) -> float:
@@ -57,6 +61,13 @@ async def run_load(
 ) -> dict[str, Any]:
     """Keep ``outstanding`` KV puts in flight per group for ``seconds``.
 
+    Each of a group's ``outstanding`` slots writes its own key; when a put's
+    outcome is in, the slot's next put leaves at once (after a refusal, 10 ms
+    later). Puts are submitted with ``Node.propose_nowait`` and their outcomes
+    collected by one task, as the open loop (:mod:`multiraft.bench.open_loop`)
+    does, so the peak it finds and the open loop's load cost the node the same
+    per request.
+
     Returns ``commits`` (acknowledged puts), ``errors`` (refused or timed-out
     proposals, retried), ``elapsed`` seconds, and the latencies of acknowledged
     puts as :func:`latency_summary` gives them.
@@ -64,29 +75,74 @@ async def run_load(
     latencies: list[float] = []
     errors = 0
     value = b"v" * value_size
-    deadline = time.perf_counter() + seconds
+    commands = [KVCommand("put", b"key-%d" % slot, value).to_bytes() for slot in range(outstanding)]
+    clock = time.perf_counter
+    submit = node.propose_nowait
+    completions = Completions()
+    in_flight = 0
+    retries: list[tuple[int, int]] = []
+    failure: BaseException | None = None
+    began = clock()
+    deadline = began + seconds
 
-    async def proposer(group_id: int, slot: int) -> None:
-        nonlocal errors
-        command = KVCommand("put", b"key-%d" % slot, value).to_bytes()
-        propose = node.propose
-        clock = time.perf_counter
-        while clock() < deadline:
-            start = clock()
-            try:
-                await propose(group_id, command)
-            except (NotLeaderError, ProposalDroppedError, ProposalTimeoutError):
-                errors += 1
-                await trio.sleep(0.01)
-                continue
-            latencies.append(clock() - start)
+    def send(group_id: int, slot: int) -> None:
+        nonlocal errors, in_flight
+        try:
+            submit(group_id, commands[slot], completions, (group_id, slot, clock()))
+        except _REFUSED:
+            errors += 1
+            retries.append((group_id, slot))
+        else:
+            in_flight += 1
 
-    began = time.perf_counter()
+    async def retry_later() -> None:
+        while True:
+            await trio.sleep(0.01)
+            if clock() >= deadline:
+                retries.clear()
+            again = retries[:]
+            retries.clear()
+            for group_id, slot in again:
+                send(group_id, slot)
+
     async with trio.open_nursery() as nursery:
+        nursery.start_soon(retry_later)
         for group_id in groups:
             for slot in range(outstanding):
-                nursery.start_soon(proposer, group_id, slot)
-    elapsed = time.perf_counter() - began
+                send(group_id, slot)
+        while True:
+            if not in_flight:
+                if not retries or clock() >= deadline:
+                    break
+                # Every put was refused at once: retry_later sends them again.
+                await trio.sleep(0.01)
+                continue
+            finished = await completions.wait()
+            now = clock()
+            in_flight -= len(finished)
+            for waiter in finished:
+                tag = waiter.tag
+                assert isinstance(tag, tuple)
+                group_id, slot, start = tag
+                error = waiter.error
+                if error is None:
+                    latencies.append(now - start)
+                elif isinstance(error, _REFUSED):
+                    errors += 1
+                    retries.append((group_id, slot))
+                    continue
+                else:
+                    # The state machine raised: not a load the figures can describe.
+                    failure = error
+                    break
+                if now < deadline:
+                    send(group_id, slot)
+            if failure is not None:
+                break
+        nursery.cancel_scope.cancel()
+    if failure is not None:
+        raise failure
+    elapsed = clock() - began
     out: dict[str, Any] = {"commits": len(latencies), "errors": errors, "elapsed": elapsed}
     out.update(latency_summary(latencies, samples))
     return out

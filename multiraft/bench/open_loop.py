@@ -9,9 +9,11 @@ runs late (the event loop was busy, or ``max_in_flight`` requests are already
 waiting), the lateness counts against the system, as a user arriving on
 schedule would see it.
 
-Requests go to the groups round-robin. ``propose`` is any coroutine taking a
-group id and a command (``Node.propose`` in a benchmark), and time is trio's
-clock, so tests can drive the generator with ``trio.testing.MockClock``.
+Requests go to the groups round-robin. They are submitted without waiting
+(``submit`` has the signature of ``Node.propose_nowait``, which it is in a
+benchmark) and one task collects their outcomes, as a server holding many
+clients' requests would. Time is trio's clock, so tests can drive the
+generator with ``trio.testing.MockClock``.
 
 The generator wakes at most once per ``wake_every`` seconds (1 ms by default)
 and sends every request due by then: thousands of timer wake-ups a second would
@@ -24,7 +26,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import trio
@@ -32,57 +34,17 @@ import trio
 from multiraft.bench.load import latency_summary
 from multiraft.errors import NotLeaderError, ProposalDroppedError, ProposalTimeoutError
 from multiraft.kv import KVCommand
+from multiraft.proposals import Completions, Waiter
 
-__all__ = ["Propose", "generator_cost", "run_open_loop", "send_times"]
+__all__ = ["Submit", "generator_cost", "run_open_loop", "send_times"]
 
-#: Submits one command to one group and returns once it is applied.
-Propose = Callable[[int, bytes], Awaitable[object]]
+#: Submits one command to one group without waiting (``Node.propose_nowait``):
+#: ``submit(group_id, command, completions, tag)``; the request's waiter joins
+#: ``completions`` with its outcome, carrying ``tag``.
+Submit = Callable[[int, bytes, Completions, object], object]
 
 #: Refusals a request may meet: counted as errors, never retried (the schedule moves on).
 _REFUSED = (NotLeaderError, ProposalDroppedError, ProposalTimeoutError)
-
-
-_Job = tuple[int, bytes, float]
-
-
-class _Worker:
-    """A task of the generator's pool: its current request (group, command, due time)."""
-
-    __slots__ = ("_task", "job")
-
-    def __init__(self, job: _Job) -> None:
-        self.job = job
-        self._task: trio.lowlevel.Task | None = None
-
-    async def park(self, parked: list[_Worker]) -> bool:
-        """Wait in ``parked`` for the next request; False when there are no more."""
-        self._task = trio.lowlevel.current_task()
-        parked.append(self)
-        await trio.lowlevel.wait_task_rescheduled(self._abort)
-        return self._task is not None
-
-    def hand(self, job: _Job | None) -> None:
-        """Wake the parked task with ``job`` (None: the schedule is over)."""
-        task = self._task
-        assert task is not None
-        if job is None:
-            self._task = None
-        else:
-            self.job = job
-        trio.lowlevel.reschedule(task)
-
-    @staticmethod
-    def take_parked(parked: list[_Worker]) -> _Worker | None:
-        """A parked worker from ``parked``, skipping those cancelled while parked."""
-        while parked:
-            worker = parked.pop()
-            if worker._task is not None:
-                return worker
-        return None
-
-    def _abort(self, _raise_cancel: object) -> trio.lowlevel.Abort:
-        self._task = None
-        return trio.lowlevel.Abort.SUCCEEDED
 
 
 def send_times(start: float, rate: float, seconds: float) -> list[float]:
@@ -93,8 +55,76 @@ def send_times(start: float, rate: float, seconds: float) -> list[float]:
     return [start + k / rate for k in range(count)]
 
 
+class _Tally:
+    """Outcomes of the requests in flight, collected by one task as they come in."""
+
+    __slots__ = (
+        "_room",
+        "completions",
+        "errors",
+        "failure",
+        "in_flight",
+        "latencies",
+        "max_in_flight",
+    )
+
+    def __init__(self, max_in_flight: int) -> None:
+        self.completions = Completions()
+        self.latencies: list[float] = []
+        self.errors = 0
+        self.in_flight = 0
+        self.max_in_flight = max_in_flight
+        #: An outcome that was neither a result nor a refusal (the state machine raised).
+        self.failure: BaseException | None = None
+        self._room: trio.Event | None = None
+
+    async def wait_for_room(self) -> None:
+        """Return once fewer than ``max_in_flight`` requests are in flight."""
+        while self.in_flight >= self.max_in_flight:
+            self._room = room = trio.Event()
+            await room.wait()
+
+    async def wait_until_idle(self) -> None:
+        """Return once no request is in flight."""
+        while self.in_flight:
+            self._room = room = trio.Event()
+            await room.wait()
+
+    async def collect(self, run: trio.CancelScope) -> None:
+        """Record each outcome as it arrives (runs until cancelled).
+
+        A latency is counted from the request's due time (its tag) to when this
+        task sees the outcome, as a client waiting for it would. An outcome that
+        is neither a result nor a refusal is kept as :attr:`failure` and cancels
+        ``run``, the whole load.
+        """
+        completions = self.completions
+        latencies = self.latencies
+        current_time = trio.current_time
+        while True:
+            finished = await completions.wait()
+            now = current_time()
+            for waiter in finished:
+                error = waiter.error
+                if error is None:
+                    due = waiter.tag
+                    assert isinstance(due, float)
+                    latencies.append(now - due)
+                elif isinstance(error, _REFUSED):
+                    self.errors += 1
+                else:
+                    self.failure = error
+                    run.cancel()
+                    return
+            self.in_flight -= len(finished)
+            room = self._room
+            if room is not None:
+                self._room = None
+                room.set()
+
+
 async def run_open_loop(
-    propose: Propose,
+    submit: Submit,
     groups: Sequence[int],
     rate: float,
     seconds: float,
@@ -118,70 +148,50 @@ async def run_open_loop(
         raise ValueError("an open-loop load needs at least one group")
     value = b"v" * value_size
     commands = [KVCommand("put", b"key-%d" % k, value).to_bytes() for k in range(keys_per_group)]
-    latencies: list[float] = []
-    errors = 0
+    # Submitted without waiting, outcomes collected in batches by one task: the
+    # generator shares the node's CPU, and a task per request (even a pool of
+    # parked ones) cost 12 to 17 us of it per request at 10,000-20,000/s.
+    tally = _Tally(max_in_flight)
+    completions = tally.completions
     late = 0
-    slots = trio.Semaphore(max_in_flight)
     current_time = trio.current_time
-    # Requests go to a pool of worker tasks that park between requests, not to
-    # one new task each: the generator shares the node's CPU, and spawning a
-    # task per request took 12% of a loopback leader's time at 13,000/s.
-    parked: list[_Worker] = []
-    closing = False
-
-    async def work(worker: _Worker) -> None:
-        nonlocal errors
-        while True:
-            group_id, command, due = worker.job
-            try:
-                await propose(group_id, command)
-            except _REFUSED:
-                errors += 1
-            else:
-                latencies.append(current_time() - due)
-            finally:
-                slots.release()
-            if closing or not await worker.park(parked):
-                return
-
     start = current_time()
     schedule = send_times(start, rate, seconds)
     group_count = len(groups)
     late_after = wake_every + 0.001
     async with trio.open_nursery() as nursery:
+        nursery.start_soon(tally.collect, nursery.cancel_scope, name="open-loop outcomes")
         for k, due in enumerate(schedule):
             if current_time() < due:
                 wake = due
                 if wake_every > 0:
                     wake = start + math.ceil((due - start) / wake_every) * wake_every
                 await trio.sleep_until(wake)
-            try:
-                # No checkpoint while a slot is free: requests already due leave
-                # together, as from independent clients, instead of one per
-                # turn of the event loop.
-                slots.acquire_nowait()
-            except trio.WouldBlock:
-                await slots.acquire()
+            # No checkpoint while there is room: requests already due leave
+            # together, as from independent clients, not one per loop turn.
+            if tally.in_flight >= max_in_flight:
+                await tally.wait_for_room()
             if current_time() - due > late_after:
                 late += 1
             round_, slot = divmod(k, group_count)
-            job = (groups[slot], commands[round_ % keys_per_group], due)
-            worker = _Worker.take_parked(parked)
-            if worker is None:
-                nursery.start_soon(work, _Worker(job), name="open-loop put")
+            try:
+                submit(groups[slot], commands[round_ % keys_per_group], completions, due)
+            except _REFUSED:
+                tally.errors += 1
             else:
-                worker.hand(job)
-        closing = True
-        while (worker := _Worker.take_parked(parked)) is not None:
-            worker.hand(None)
+                tally.in_flight += 1
+        await tally.wait_until_idle()
+        nursery.cancel_scope.cancel()
+    if tally.failure is not None:
+        raise tally.failure
     out = {
         "scheduled": len(schedule),
-        "commits": len(latencies),
-        "errors": errors,
+        "commits": len(tally.latencies),
+        "errors": tally.errors,
         "late": late,
         "elapsed": current_time() - start,
     }
-    out.update(latency_summary(latencies, samples))
+    out.update(latency_summary(tally.latencies, samples))
     return out
 
 
@@ -196,35 +206,27 @@ async def generator_cost(
     """What the open loop itself costs the process that hosts it, per request.
 
     Runs :func:`run_open_loop` at ``rate`` for ``seconds`` against a stand-in
-    for a node: each request parks its worker until the stand-in answers every
-    waiting request at once, every ``answer_every`` seconds (a ready cycle's
-    cadence). The process CPU time consumed, less what the stand-in's wake-ups
-    cost with no request at all (measured for ``idle_seconds`` first), is the
-    generator's schedule and worker pool and a request's park and wake-up on
-    the proposer's side: the share of a core the load takes from the node it
-    runs in before any raft work. Returns the :func:`run_open_loop` figures plus
-    ``cpu_us_per_request`` and ``cpu_per_wall`` (of one core).
+    for a node: it keeps each request's waiter and answers every waiting one at
+    once, every ``answer_every`` seconds (a ready cycle's cadence). The process
+    CPU time consumed, less what the stand-in's wake-ups cost with no request
+    at all (measured for ``idle_seconds`` first), is the generator's schedule,
+    its submissions and the collection of outcomes: the share of a core the
+    load takes from the node it runs in before any raft work. Returns the
+    :func:`run_open_loop` figures plus ``cpu_us_per_request`` and
+    ``cpu_per_wall`` (of one core).
     """
-    waiting: list[trio.lowlevel.Task] = []
+    waiting: list[Waiter] = []
 
-    async def propose(_group_id: int, _command: bytes) -> None:
-        task = trio.lowlevel.current_task()
-        waiting.append(task)
-
-        def forget(_raise_cancel: object) -> trio.lowlevel.Abort:
-            # Called wherever the cancellation comes from: name the task, not the caller.
-            waiting.remove(task)
-            return trio.lowlevel.Abort.SUCCEEDED
-
-        await trio.lowlevel.wait_task_rescheduled(forget)
+    def submit(_group_id: int, _command: bytes, completions: Completions, tag: object) -> None:
+        waiting.append(Waiter(completions, tag))
 
     async def answer() -> None:
         while True:
             await trio.sleep(answer_every)
             batch = waiting[:]
             waiting.clear()
-            for task in batch:
-                trio.lowlevel.reschedule(task)
+            for waiter in batch:
+                waiter.set_result(None)
 
     async with trio.open_nursery() as nursery:
         nursery.start_soon(answer)
@@ -234,7 +236,7 @@ async def generator_cost(
         idle_rate = (time.process_time() - idle_cpu) / max(1e-9, time.perf_counter() - idle_began)
         cpu_before = time.process_time()
         wall_before = time.perf_counter()
-        out = await run_open_loop(propose, groups, rate, seconds)
+        out = await run_open_loop(submit, groups, rate, seconds)
         wall = time.perf_counter() - wall_before
         cpu = max(0.0, time.process_time() - cpu_before - idle_rate * wall)
         nursery.cancel_scope.cancel()
