@@ -17,10 +17,16 @@ persisted. That commit index stays inside the node until the write returns:
 
 * no message leaves (stepping only queues raft's messages; the next ready
   cycle, after the write, sends them);
-* only entries this node persisted in an earlier cycle are applied (those
-  below the group's first unstable entry), and only commands up to the first
-  membership change, as :meth:`~multiraft.applying.Applier.apply_persisted`
-  does before a write;
+* only entries durable on a quorum are applied: those this node persisted in
+  an earlier cycle (below the group's first unstable entry), and past them
+  those a quorum of voters acknowledged with this node's own copy not counted
+  (:func:`durable_quorum_index`; in a group of three, both followers), so a
+  leader whose own write is slow answers as soon as its followers persisted.
+  Only commands up to the first membership change are applied, as
+  :meth:`~multiraft.applying.Applier.apply_persisted` does before a write.
+  The hard state recording the commit index is written by the next cycle,
+  after the write in flight, so no restarted node finds a commit index past
+  its log;
 * a group whose ``Ready`` of this cycle still has committed entries to apply
   after the write is only stepped, not applied, so entries are applied once
   and in order.
@@ -44,11 +50,12 @@ from multiraft.groups import GroupTable
 from multiraft.inbound import Inbound
 from multiraft.log_writer import LogWriter
 from multiraft.ports import WriteBatch
+from multiraft.raft.raft import Raft
 from multiraft.raft.rawnode import Ready
 from multiraft.raft.types import MessageType, StateType
 from multiraft.replica import Replica
 
-__all__ = ["CommitsDuringWrite"]
+__all__ = ["CommitsDuringWrite", "durable_quorum_index"]
 
 _APP_RESP = MessageType.APP_RESP
 _LEADER = StateType.LEADER
@@ -177,10 +184,33 @@ class CommitsDuringWrite:
         return True
 
     def _apply_persisted_commits(self, r: Replica) -> None:
-        log = r.rawnode.raft.raft_log
-        # Entries below the first unstable one were persisted by earlier cycles.
-        hi = min(log.committed, log.unstable.offset - 1)
+        raft = r.rawnode.raft
+        log = raft.raft_log
+        # Entries below the first unstable one were persisted by earlier cycles;
+        # past it, those a quorum persisted without counting this node's copy.
+        persisted = log.unstable.offset - 1
+        hi = min(log.committed, durable_quorum_index(raft, persisted))
         lo = r.applied + 1
         if hi < lo or lo < log.first_index():
             return
         self._applier.apply_committed(r, log.slice(lo, hi + 1))
+
+
+def durable_quorum_index(raft: Raft, persisted: int) -> int:
+    """The highest index a quorum of voters has persisted, counting the leader ``raft``'s
+    own log only up to ``persisted`` (never less than ``persisted``).
+
+    Raft counts a leader's copy of an entry from the moment it is appended; an
+    acknowledgement from a follower comes only once the follower persisted it.
+    So with the leader's own match index lowered to ``persisted``, the quorum
+    index is durable on a quorum whatever the leader's write in flight does.
+    """
+    progress = raft.trk.progress.get(raft.id)
+    if progress is None or progress.match <= persisted:
+        return persisted
+    appended = progress.match
+    progress.match = persisted
+    try:
+        return max(persisted, raft.trk.committed())
+    finally:
+        progress.match = appended

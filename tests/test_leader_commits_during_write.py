@@ -5,9 +5,10 @@ thread. Followers' frames to node 1 can be held back and released at a chosen
 moment. The tests pin down two behaviours of
 :mod:`multiraft.commits_during_write`: a command node 1 persisted in an earlier
 cycle is answered as soon as its acknowledgement arrives, though a later write
-is still in flight; and the entries of that unfinished write are neither
-applied nor announced to anyone (no frame from node 1 carries a commit index
-covering them) until it returns, even once both followers acknowledged them.
+is still in flight; and an entry of that unfinished write is applied (and its
+proposer answered) only once both followers persisted it, a quorum without the
+leader's copy, and announced to nobody (no frame from node 1 carries a commit
+index covering it) until the write returns.
 """
 
 from __future__ import annotations
@@ -148,8 +149,9 @@ async def test_an_ack_arriving_during_a_later_write_answers_a_command_persisted_
         await trio.to_thread.run_sync(engines[1].holding.wait)
         transports[1].watching = True
         stepped_before = leader.stats()["frames_stepped_during_write"]
-        for i in (2, 3):
-            transports[i].let_go()
+        # Node 2's acknowledgements (of B, then of C) reach the leader; node 3's stay
+        # held, so C, unpersisted on the leader, is on no durable quorum yet.
+        transports[2].let_go()
         await _wait_until(lambda: "b" in results)
 
         # B was answered (the previous value of "b": none) while C's write still hangs.
@@ -163,34 +165,46 @@ async def test_an_ack_arriving_during_a_later_write_answers_a_command_persisted_
         await _wait_until(lambda: "c" in results)
         assert results == {"b": None, "c": None}
         assert leader.applied_index(1) == b_index + 1
+        transports[3].let_go()
 
 
-async def test_entries_of_the_unfinished_write_are_neither_applied_nor_announced() -> None:
+async def _propose_c_with_its_write_held(
+    nursery: trio.Nursery, leader: Node, engine: HeldEngine, transport: RecordingTransport
+) -> tuple[int, dict[str, object]]:
+    """Propose C on ``leader`` and return (C's index, the results dict) once the
+    leader's write of C hangs in its worker thread, ``transport`` then watching."""
+    c_index = leader.applied_index(1) + 1
+    results: dict[str, object] = {}
+
+    async def propose() -> None:
+        results["c"] = await leader.propose(1, _put(b"c", b"3"))
+
+    engine.hold_next_write()
+    nursery.start_soon(propose)
+    await trio.to_thread.run_sync(engine.holding.wait)
+    transport.watching = True
+    return c_index, results
+
+
+async def test_an_entry_one_follower_persisted_waits_for_the_unfinished_write() -> None:
     async with trio.open_nursery() as nursery, AsyncExitStack() as stack:
         nodes, engines, transports = await _cluster(stack)
         leader = nodes[1]
-        c_index = leader.applied_index(1) + 1
-        results: dict[str, object] = {}
-
-        async def propose() -> None:
-            results["c"] = await leader.propose(1, _put(b"c", b"3"))
-
         stepped_before = leader.stats()["frames_stepped_during_write"]
-        engines[1].hold_next_write()
-        nursery.start_soon(propose)
-        await trio.to_thread.run_sync(engines[1].holding.wait)
-        transports[1].watching = True
-        # The append left before the write: both followers persist C and acknowledge
-        # it, and the leader steps both acknowledgements while its write hangs.
-        await _wait_until(
-            lambda: all(leader.status(1).progress[i].match == c_index for i in (2, 3))
+        # Node 3's acknowledgements are held back: only node 2's reaches the leader.
+        transports[3].holding = True
+        c_index, results = await _propose_c_with_its_write_held(
+            nursery, leader, engines[1], transports[1]
         )
-        assert all(c_index in engines[i].persisted for i in (2, 3))
-        assert leader.stats()["frames_stepped_during_write"] >= stepped_before + 2
+        # The append left before the write: node 2 persists C and acknowledges it,
+        # and the leader steps the acknowledgement while its write hangs.
+        await _wait_until(lambda: leader.status(1).progress[2].match == c_index)
+        await _wait_until(lambda: c_index in engines[3].persisted)
+        assert leader.stats()["frames_stepped_during_write"] >= stepped_before + 1
         # Raft counts the leader's own copy, so the quorum commits C in its memory...
         assert leader.status(1).hard_state.commit == c_index
         await trio.sleep(0.05)
-        # ...but while the leader's copy is not persisted nothing acts on that commit.
+        # ...but one follower's copy is not a quorum: nothing acts on that commit.
         assert results == {}
         assert leader.applied_index(1) == c_index - 1
         assert c_index not in engines[1].persisted
@@ -201,8 +215,39 @@ async def test_entries_of_the_unfinished_write_are_neither_applied_nor_announced
         await _wait_until(lambda: "c" in results)
         assert results == {"c": None}
         assert leader.applied_index(1) == c_index
+        transports[3].let_go()
         await _wait_until(lambda: min(nodes[i].applied_index(1) for i in (2, 3)) == c_index)
         assert max(transports[1].commits_sent) == c_index
+
+
+async def test_an_entry_both_followers_persisted_is_answered_before_the_unfinished_write() -> None:
+    async with trio.open_nursery() as nursery, AsyncExitStack() as stack:
+        nodes, engines, transports = await _cluster(stack)
+        leader = nodes[1]
+        c_index, results = await _propose_c_with_its_write_held(
+            nursery, leader, engines[1], transports[1]
+        )
+        # Both followers persist C and acknowledge it: a quorum holds it durably
+        # without the leader's copy, so the leader applies it and answers at once.
+        await _wait_until(lambda: "c" in results)
+        assert results == {"c": None}
+        assert all(leader.status(1).progress[i].match == c_index for i in (2, 3))
+        assert all(c_index in engines[i].persisted for i in (2, 3))
+        assert leader.applied_index(1) == c_index
+        assert not engines[1].release.is_set()
+        assert c_index not in engines[1].persisted
+        # The commit index covering C still leaves only after the leader's write.
+        await trio.sleep(0.05)
+        assert all(commit < c_index for commit in transports[1].commits_sent)
+        assert nodes[2].applied_index(1) == nodes[3].applied_index(1) == c_index - 1
+
+        engines[1].release.set()
+        await _wait_until(lambda: min(nodes[i].applied_index(1) for i in (2, 3)) == c_index)
+        assert c_index in engines[1].persisted
+        assert max(transports[1].commits_sent) == c_index
+        # Applied once: the cycle after the write skips what was applied during it.
+        assert leader.applied_index(1) == c_index
+        assert await leader.propose(1, _put(b"c", b"4")) == b"3"
 
 
 def _ack(term: int, index: int, *, reject: bool = False, from_: int = 2) -> GroupMessage:
