@@ -6,7 +6,7 @@ import pytest
 import trio
 import trio.testing
 
-from multiraft.bench.open_loop import generator_cost, run_open_loop, send_times
+from multiraft.bench.open_loop import generator_cost, request_count, run_open_loop, send_times
 from multiraft.errors import NotLeaderError, ProposalTimeoutError
 from multiraft.kv import KVCommand
 from multiraft.proposals import Completions, Waiter
@@ -15,6 +15,15 @@ from multiraft.proposals import Completions, Waiter
 def test_send_times_are_evenly_spaced_at_the_rate_for_the_duration() -> None:
     assert send_times(10.0, 4.0, 1.0) == [10.0, 10.25, 10.5, 10.75]
     assert send_times(0.0, 1000.0, 0.002) == [0.0, 0.001]
+
+
+def test_request_count_is_the_whole_requests_of_the_schedule() -> None:
+    assert request_count(4.0, 1.25) == 5
+    assert request_count(1000.0, 0.002) == 2
+    # 0.1 * 30 is 3.0000000000000004 in floating point, 0.3 * 10 is 3.0 exactly.
+    assert request_count(30.0, 0.1) == 3
+    assert request_count(3.0, 0.999) == 2
+    assert request_count(0.0, 5.0) == request_count(5.0, 0.0) == request_count(-1.0, 5.0) == 0
 
 
 def test_send_times_are_empty_without_rate_or_duration() -> None:

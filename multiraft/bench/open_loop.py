@@ -36,7 +36,7 @@ from multiraft.errors import NotLeaderError, ProposalDroppedError, ProposalTimeo
 from multiraft.kv import KVCommand
 from multiraft.proposals import Completions, Waiter
 
-__all__ = ["Submit", "generator_cost", "run_open_loop", "send_times"]
+__all__ = ["Submit", "generator_cost", "request_count", "run_open_loop", "send_times"]
 
 #: Submits one command to one group without waiting (``Node.propose_nowait``):
 #: ``submit(group_id, command, completions, tag)``; the request's waiter joins
@@ -47,12 +47,21 @@ Submit = Callable[[int, bytes, Completions, object], object]
 _REFUSED = (NotLeaderError, ProposalDroppedError, ProposalTimeoutError)
 
 
-def send_times(start: float, rate: float, seconds: float) -> list[float]:
-    """When each request of a ``rate``-per-second schedule lasting ``seconds`` is due."""
+def request_count(rate: float, seconds: float) -> int:
+    """How many requests a ``rate``-per-second schedule lasting ``seconds`` holds."""
     if rate <= 0 or seconds <= 0:
-        return []
-    count = int(rate * seconds + 1e-9)
-    return [start + k / rate for k in range(count)]
+        return 0
+    return int(rate * seconds + 1e-9)
+
+
+def send_times(start: float, rate: float, seconds: float) -> list[float]:
+    """When each request of a ``rate``-per-second schedule lasting ``seconds`` is due.
+
+    :func:`run_open_loop` computes each due time as it goes, the same way: a
+    list made up front took 13 ms for 144,000 requests, and requests due
+    meanwhile all left late, in one burst.
+    """
+    return [start + k / rate for k in range(request_count(rate, seconds))]
 
 
 class _Tally:
@@ -155,13 +164,16 @@ async def run_open_loop(
     completions = tally.completions
     late = 0
     current_time = trio.current_time
-    start = current_time()
-    schedule = send_times(start, rate, seconds)
+    count = request_count(rate, seconds)
     group_count = len(groups)
     late_after = wake_every + 0.001
     async with trio.open_nursery() as nursery:
         nursery.start_soon(tally.collect, nursery.cancel_scope, name="open-loop outcomes")
-        for k, due in enumerate(schedule):
+        # The schedule starts once the generator is ready to send, and each due
+        # time is computed as it comes: setting-up time is not the system's.
+        start = current_time()
+        for k in range(count):
+            due = start + k / rate
             if current_time() < due:
                 wake = due
                 if wake_every > 0:
@@ -185,7 +197,7 @@ async def run_open_loop(
     if tally.failure is not None:
         raise tally.failure
     out = {
-        "scheduled": len(schedule),
+        "scheduled": count,
         "commits": len(tally.latencies),
         "errors": tally.errors,
         "late": late,
