@@ -11,7 +11,7 @@ from contextlib import AsyncExitStack
 
 import trio
 
-from multiraft import GroupSpec, NodeConfig, open_node
+from multiraft import Completions, GroupSpec, NodeConfig, open_node
 from transport import MemoryNetwork
 
 
@@ -33,7 +33,8 @@ class Counter:
 
 
 async def main() -> None:
-    """Start three nodes, create and elect 100 groups, propose and read on each."""
+    """Start three nodes, create and elect 100 groups, propose and read, then submit
+    a command to every group without waiting."""
     net = MemoryNetwork()
     async with AsyncExitStack() as stack:
         nodes = [
@@ -49,6 +50,16 @@ async def main() -> None:
         print(f"proposed: group 99 total {totals[99]}, leader {nodes[0].leader_of(99)}")
         index = await nodes[1].read(42)  # linearizable read barrier on a follower
         print(f"read index of group 42 on node 2: {index}")
+        # Many requests in flight without a task each (a server's way): submit them,
+        # then collect the outcomes as they come in, a whole ready cycle's at a time.
+        completions = Completions()
+        for g in range(100):
+            nodes[g % 3].propose_nowait(g, b"1", completions, tag=g)
+        new_totals: dict[object, object] = {}
+        while len(new_totals) < 100:
+            for waiter in await completions.wait():
+                new_totals[waiter.tag] = waiter.result()  # raises what propose would
+        print(f"submitted without waiting: group 99 total {new_totals[99]}")
         stats = nodes[0].stats()
         print(f"node 1: {stats['groups']} groups, {stats['frames_sent']} frames sent")
     print("ok")

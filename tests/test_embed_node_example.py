@@ -27,6 +27,8 @@ def test_embedding_example_elects_proposes_reads_and_exits_cleanly() -> None:
     # the index of that command (bootstrap 1-3, the leader's empty entry 4, command 5).
     assert lines[0] == "proposed: group 99 total 99, leader 1"
     assert lines[1] == "read index of group 42 on node 2: 5"
-    assert lines[2].startswith("node 1: 100 groups, ")
-    assert lines[3:] == ["ok"]
+    # A second command (1) to every group, submitted with propose_nowait.
+    assert lines[2] == "submitted without waiting: group 99 total 100"
+    assert lines[3].startswith("node 1: 100 groups, ")
+    assert lines[4:] == ["ok"]
     assert result.stderr == ""
