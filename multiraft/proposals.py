@@ -157,8 +157,9 @@ class Completions:
     def take_nowait(self) -> list[Waiter]:
         """The finished requests not collected yet (possibly none), oldest first."""
         ready = self._ready
-        if ready:
-            self._ready = []
+        if not ready:
+            return []
+        self._ready = []
         return ready
 
     async def wait(self) -> list[Waiter]:

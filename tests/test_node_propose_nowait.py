@@ -229,7 +229,11 @@ async def test_a_waiter_reports_to_its_completions_once_whatever_outcomes_follow
     waiter.set_result(2)
     assert completions.take_nowait() == [waiter]
     assert (waiter.result(), waiter.error, waiter.tag) == (1, None, "t")
-    assert completions.take_nowait() == []
+    # Nothing left: an empty list of the caller's own, not the queue's.
+    empty = completions.take_nowait()
+    assert empty == []
+    empty.append(waiter)
+    assert len(completions) == 0
 
 
 async def test_wait_returns_everything_finished_since_the_last_call_in_order() -> None:
