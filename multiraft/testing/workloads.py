@@ -5,7 +5,9 @@ what to do with its own seeded generator. Outcomes are classified the way a
 careful client must: an error raised before the request could be submitted
 (no leader, group not hosted) means it certainly did not take effect; any
 other error after submission (timeout, proposal dropped, node closed under
-it) leaves the outcome unknown.
+it) leaves the outcome unknown. Every other proposal of a client goes through
+``Node.propose_nowait`` and a ``Completions`` queue instead of ``propose``, so
+both submission paths meet every fault.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from multiraft.errors import (
     ProposalTimeoutError,
 )
 from multiraft.node import Node
+from multiraft.proposals import Completions
 from multiraft.raft.types import (
     ConfChange,
     ConfChangeSingle,
@@ -50,6 +53,19 @@ OUTCOME_UNKNOWN = (
     GroupRemovedError,
     GroupFailedError,
 )
+
+
+async def propose(node: Node, g: int, command: bytes, without_waiting: bool) -> object:
+    """``node.propose(g, command)``, or the same through ``propose_nowait`` and a
+    ``Completions`` queue when ``without_waiting`` (which refuses at once, with
+    ``NotLeaderError``, when no leader is known instead of waiting for one)."""
+    if not without_waiting:
+        return await node.propose(g, command)
+    completions = Completions()
+    waiter = node.propose_nowait(g, command, completions)
+    (done,) = await completions.wait()
+    assert done is waiter
+    return waiter.result()
 
 
 class Placement:
@@ -143,7 +159,7 @@ class RawProposals(GroupWorkload):
             n += 1
             command = encode_raw(b"%d.%d" % (client_id, n))
             try:
-                result = await node.propose(g, command)
+                result = await propose(node, g, command, without_waiting=n % 2 == 0)
             except NOT_SUBMITTED:
                 self.failed += 1
                 continue
@@ -198,7 +214,7 @@ class KVClients(GroupWorkload):
         value = b"%d.%d" % (client_id, seq)
         op = self.history.invoke(client_id, g, key, OpKind.PUT, value)
         try:
-            await node.propose(g, encode_put(client_id, seq, key, value))
+            await propose(node, g, encode_put(client_id, seq, key, value), seq % 2 == 0)
         except NOT_SUBMITTED as exc:
             self.history.failed(op, type(exc).__name__)
             return
