@@ -6,6 +6,7 @@ import pytest
 
 from multiraft.bench.cluster_bench import (
     _busiest_share,
+    _find_peak,
     _open_loop_label,
     _parse,
     _rate_key,
@@ -96,6 +97,35 @@ def test_quick_mode_runs_two_second_workloads_of_1_and_n_groups() -> None:
     opts = _parse(["--quick", "--groups", "50"])
     assert opts.seconds == 2.0
     assert opts.workloads == [(1, 256), (50, 4)]
+    assert opts.peak_search is True
+    assert _parse(["--tiny"]).peak_search is False
+
+
+async def _search(
+    base: int, base_rate: float, rates: dict[int, float], groups: int = 1
+) -> tuple[float, list[int]]:
+    """Run the peak search against closed loops that make ``rates[depth]`` commits/s."""
+
+    async def closed_loop(depth: int) -> dict[str, float]:
+        return {"commits_per_s": rates[depth], "p50_ms": depth / 10, "p99_ms": depth / 5}
+
+    peak, runs = await _find_peak(base, base_rate, closed_loop, groups)
+    assert all(r["p50_ms"] == r["outstanding"] / 10 for r in runs)
+    return peak, [r["outstanding"] for r in runs]
+
+
+async def test_the_peak_search_goes_deeper_while_each_step_gains_ten_percent() -> None:
+    # 1,024 gains 60%, 4,096 gains 20%, 16,384 only 5%: stop there, peak 60.5k.
+    rates = {1024: 48_000.0, 4096: 57_600.0, 16384: 60_480.0, 65536: 90_000.0}
+    assert await _search(256, 30_000.0, rates) == (60_480.0, [1024, 4096, 16384])
+    # A deeper loop that loses ends the search; the peak stays the best one.
+    assert await _search(256, 30_000.0, {1024: 29_000.0}) == (30_000.0, [1024])
+    # Never more than 64 times the workload's depth...
+    rates = {16: 10.0, 64: 100.0, 256: 1_000.0, 1024: 10_000.0}
+    assert await _search(4, 1.0, rates) == (1_000.0, [16, 64, 256])
+    # ...nor more than 16,384 proposals outstanding over all groups.
+    assert await _search(4, 1.0, rates, groups=1_000) == (10.0, [16])
+    assert await _search(256, 1.0, {1024: 2.0, 4096: 4.0, 16384: 8.0}) == (8.0, [1024, 4096, 16384])
 
 
 async def test_load_counts_exactly_the_puts_the_state_machine_applied() -> None:
