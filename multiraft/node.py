@@ -206,11 +206,8 @@ class Node:
         deadline = trio.current_time() + self.config.proposal_timeout
         if r.leader == NONE or r.removed:
             await self._await_leader(r, deadline)
-        self._seq = seq = self._seq + 1
         waiter = Waiter()
-        waiters = r.writable_proposal_waiters()
-        waiters[seq] = waiter
-        self._requests.add(r, Proposal(encode_header(self.node_id, seq) + command, seq, waiter))
+        waiters, seq = self._queue_proposal(r, command, waiter)
         return await self._outcome(r, waiter, deadline, waiters, seq, "proposal")
 
     def propose_nowait(
@@ -242,16 +239,13 @@ class Node:
         if r.leader == NONE:
             raise NotLeaderError(group_id, r.last_leader or None)
         self._counters.proposals += 1
-        self._seq = seq = self._seq + 1
         waiter = Waiter(completions, tag)
-        waiters = r.writable_proposal_waiters()
-        waiters[seq] = waiter
+        waiters, seq = self._queue_proposal(r, command, waiter)
         deadline = trio.current_time() + self.config.proposal_timeout
         if not self._deadlines.add(deadline, waiter, r, waiters, seq, "proposal"):
             # Refused: the timer task has not started yet, or proposal_timeout was
             # lowered. No task waits for this request, so one of its own expires it.
             self._start_soon(self._expire_at, deadline, r, waiter, waiters, seq)
-        self._requests.add(r, Proposal(encode_header(self.node_id, seq) + command, seq, waiter))
         return waiter
 
     async def read(self, group_id: int) -> int:
@@ -528,6 +522,19 @@ class Node:
             if not waiter.done:
                 waiters.pop(key, None)
         raise ProposalTimeoutError(r.group_id, r.leader or r.last_leader or None, what)
+
+    def _queue_proposal(
+        self, r: Replica, command: bytes, waiter: Waiter
+    ) -> tuple[dict[int, Waiter], int]:
+        """Queue ``command`` for ``r``'s next driver turn with ``waiter`` for its outcome.
+
+        Returns the waiters map it joined and its sequence number (its key there).
+        """
+        self._seq = seq = self._seq + 1
+        waiters = r.writable_proposal_waiters()
+        waiters[seq] = waiter
+        self._requests.add(r, Proposal(encode_header(self.node_id, seq) + command, seq, waiter))
+        return waiters, seq
 
     async def _expire_at(
         self, deadline: float, r: Replica, waiter: Waiter, waiters: dict[Any, Waiter], key: Any

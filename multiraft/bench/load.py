@@ -20,10 +20,11 @@ from multiraft.proposals import Completions
 if TYPE_CHECKING:
     from multiraft.node import Node
 
-__all__ = ["latency_summary", "percentile", "run_load"]
+__all__ = ["REFUSED", "latency_summary", "percentile", "run_load"]
 
-#: Refusals a put may meet: counted as errors and retried.
-_REFUSED = (NotLeaderError, ProposalDroppedError, ProposalTimeoutError)
+#: Refusals a put may meet: counted as errors (the closed loop retries them, the
+#: open loop's schedule moves on).
+REFUSED = (NotLeaderError, ProposalDroppedError, ProposalTimeoutError)
 
 
 def percentile(sorted_values: Sequence[float], fraction: float) -> float:
@@ -98,7 +99,7 @@ async def run_load(
         nonlocal errors, in_flight
         try:
             submit(group_id, commands[slot], completions, (group_id, slot, clock()))
-        except _REFUSED:
+        except REFUSED:
             errors += 1
             retries.append((group_id, slot))
         else:
@@ -136,7 +137,7 @@ async def run_load(
                 error = waiter.error
                 if error is None:
                     latencies.append(now - start)
-                elif isinstance(error, _REFUSED):
+                elif isinstance(error, REFUSED):
                     errors += 1
                     retries.append((group_id, slot))
                     continue

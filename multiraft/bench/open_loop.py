@@ -31,8 +31,7 @@ from typing import Any
 
 import trio
 
-from multiraft.bench.load import latency_summary
-from multiraft.errors import NotLeaderError, ProposalDroppedError, ProposalTimeoutError
+from multiraft.bench.load import REFUSED, latency_summary
 from multiraft.kv import KVCommand
 from multiraft.proposals import Completions, Waiter
 
@@ -42,9 +41,6 @@ __all__ = ["Submit", "generator_cost", "request_count", "run_open_loop", "send_t
 #: ``submit(group_id, command, completions, tag)``; the request's waiter joins
 #: ``completions`` with its outcome, carrying ``tag``.
 Submit = Callable[[int, bytes, Completions, object], object]
-
-#: Refusals a request may meet: counted as errors, never retried (the schedule moves on).
-_REFUSED = (NotLeaderError, ProposalDroppedError, ProposalTimeoutError)
 
 
 def request_count(rate: float, seconds: float) -> int:
@@ -74,28 +70,20 @@ class _Tally:
         "failure",
         "in_flight",
         "latencies",
-        "max_in_flight",
     )
 
-    def __init__(self, max_in_flight: int) -> None:
+    def __init__(self) -> None:
         self.completions = Completions()
         self.latencies: list[float] = []
         self.errors = 0
         self.in_flight = 0
-        self.max_in_flight = max_in_flight
         #: An outcome that was neither a result nor a refusal (the state machine raised).
         self.failure: BaseException | None = None
         self._room: trio.Event | None = None
 
-    async def wait_for_room(self) -> None:
-        """Return once fewer than ``max_in_flight`` requests are in flight."""
-        while self.in_flight >= self.max_in_flight:
-            self._room = room = trio.Event()
-            await room.wait()
-
-    async def wait_until_idle(self) -> None:
-        """Return once no request is in flight."""
-        while self.in_flight:
+    async def wait_until_fewer_than(self, limit: int) -> None:
+        """Return once fewer than ``limit`` requests are in flight."""
+        while self.in_flight >= limit:
             self._room = room = trio.Event()
             await room.wait()
 
@@ -119,7 +107,7 @@ class _Tally:
                     due = waiter.tag
                     assert isinstance(due, float)
                     latencies.append(now - due)
-                elif isinstance(error, _REFUSED):
+                elif isinstance(error, REFUSED):
                     self.errors += 1
                 else:
                     self.failure = error
@@ -160,7 +148,7 @@ async def run_open_loop(
     # Submitted without waiting, outcomes collected in batches by one task: the
     # generator shares the node's CPU, and a task per request (even a pool of
     # parked ones) cost 12 to 17 us of it per request at 10,000-20,000/s.
-    tally = _Tally(max_in_flight)
+    tally = _Tally()
     completions = tally.completions
     late = 0
     current_time = trio.current_time
@@ -182,17 +170,17 @@ async def run_open_loop(
             # No checkpoint while there is room: requests already due leave
             # together, as from independent clients, not one per loop turn.
             if tally.in_flight >= max_in_flight:
-                await tally.wait_for_room()
+                await tally.wait_until_fewer_than(max_in_flight)
             if current_time() - due > late_after:
                 late += 1
             round_, slot = divmod(k, group_count)
             try:
                 submit(groups[slot], commands[round_ % keys_per_group], completions, due)
-            except _REFUSED:
+            except REFUSED:
                 tally.errors += 1
             else:
                 tally.in_flight += 1
-        await tally.wait_until_idle()
+        await tally.wait_until_fewer_than(1)
         nursery.cancel_scope.cancel()
     if tally.failure is not None:
         raise tally.failure
