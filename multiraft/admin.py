@@ -23,7 +23,9 @@ Operations (fields):
   "interpreter": {"switch_interval", "gc_thresholds", "gc_frozen_objects",
   "scheduling_policy"},
   "write_durations": {"waited": {...}, "in_engine": {...}}}`` (histograms in the
-  form of :meth:`~multiraft.duration_histogram.DurationHistogram.to_dict`)
+  form of :meth:`~multiraft.duration_histogram.DurationHistogram.to_dict`), and
+  ``"task_cpu"`` when the node runs with a :class:`~multiraft.task_cpu.TaskCpuMeter`
+  (``multiraft node --task-cpu``)
 * ``block`` / ``unblock`` (``nodes``): cut this node off from those peers, or heal.
 * ``load`` (``groups``, ``seconds``, ``outstanding``, ``value_size=100``, ``samples=0``): benchmark
   load, ``outstanding`` puts in flight per group (see :mod:`multiraft.bench.load`); with
@@ -50,6 +52,7 @@ from multiraft.kv import KVCommand, KVStateMachine
 
 if TYPE_CHECKING:
     from multiraft.node import Node
+    from multiraft.task_cpu import TaskCpuMeter
     from transport.tcp import TcpTransport
 
 __all__ = ["AdminClient", "AdminError", "AdminServer", "open_admin_client"]
@@ -113,8 +116,11 @@ class AdminServer:
         node: Node,
         transport: TcpTransport,
         state_machines: dict[int, KVStateMachine],
+        task_cpu: TaskCpuMeter | None = None,
     ) -> None:
+        """``task_cpu``: a meter installed in the node's trio run, for ``stats``."""
         self.node = node
+        self.task_cpu = task_cpu
         self.transport = transport
         self.state_machines = state_machines
         self._ops: dict[str, Callable[[Request], Awaitable[Any]]] = {
@@ -229,7 +235,7 @@ class AdminServer:
     async def _stats(self, request: Request) -> Any:
         usage = resource.getrusage(resource.RUSAGE_SELF)
         durations = self.node.write_durations()
-        return {
+        out = {
             "node": self.node.stats(),
             "transport": self.transport.stats(),
             "cpu_seconds": time.process_time(),
@@ -240,6 +246,9 @@ class AdminServer:
                 "in_engine": durations.in_engine.to_dict(),
             },
         }
+        if self.task_cpu is not None:
+            out["task_cpu"] = self.task_cpu.snapshot()
+        return out
 
     async def _block(self, request: Request) -> Any:
         for node_id in request["nodes"]:

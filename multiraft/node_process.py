@@ -34,6 +34,7 @@ import trio
 from multiraft.config import NodeConfig
 from multiraft.interpreter_settings import freeze_start_up_objects, tune_for_node_process
 from multiraft.kv import KVStateMachine
+from multiraft.task_cpu import TaskCpuMeter
 
 if TYPE_CHECKING:
     from storage.engine import DurableLogEngine
@@ -105,6 +106,11 @@ def _parser() -> argparse.ArgumentParser:
         type=int,
         default=100,
         help="entries kept in the log behind a snapshot",
+    )
+    p.add_argument(
+        "--task-cpu",
+        action="store_true",
+        help="meter the CPU of each trio task (admin stats: task_cpu); costs a little CPU",
     )
     p.add_argument("--log-level", default="INFO", help="logging level (stderr)")
     return p
@@ -182,7 +188,11 @@ async def _run(args: argparse.Namespace) -> None:
             open_node(node_config, transport=transport, log_engine=engine) as node,
             trio.open_nursery() as nursery,
         ):
-            admin = AdminServer(node, transport, state_machines)
+            meter = None
+            if args.task_cpu:
+                meter = TaskCpuMeter()
+                trio.lowlevel.add_instrument(meter)
+            admin = AdminServer(node, transport, state_machines, meter)
             nursery.start_soon(admin.serve, admin_listeners)
             # Everything alive now (imports, recovered groups) lives until exit.
             freeze_start_up_objects()

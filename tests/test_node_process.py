@@ -72,7 +72,9 @@ async def _wait_converged(
 async def test_three_processes_replicate_100_groups_through_every_node(
     tmp_path: Path, tls_args: dict[int, list[str]]
 ) -> None:
-    async with process_cluster(tmp_path, node_args=tls_args) as cluster:
+    # Node 1 meters its tasks' CPU as well (multiraft node --task-cpu).
+    node_args = tls_args | {1: [*tls_args[1], "--task-cpu"]}
+    async with process_cluster(tmp_path, node_args=node_args) as cluster:
         await _create_and_campaign(cluster, GROUPS)
         expected: dict[int, dict[bytes, bytes]] = {g: {} for g in GROUPS}
         async with trio.open_nursery() as nursery:
@@ -110,6 +112,10 @@ async def test_three_processes_replicate_100_groups_through_every_node(
         writes = stats1["write_durations"]
         assert writes["waited"]["count"] == stats1["node"]["storage_syncs"] > 0
         assert writes["in_engine"]["count"] == stats1["node"]["storage_syncs"]
+        driver = stats1["task_cpu"]["tasks"]["multiraft.node.Node._run_driver"]
+        assert driver["steps"] > 0 and driver["cpu_seconds"] > 0
+        assert stats1["task_cpu"]["io_wait"]["waits"] > 0
+        assert "task_cpu" not in await cluster[2].call("stats")
         for node_id in (1, 2, 3):
             assert await cluster[node_id].terminate() == 0
 

@@ -33,6 +33,12 @@ The generator runs inside the node processes, on the cores raft needs; after
 each open-loop run it is measured alone at the busiest node's rate, against a
 stand-in node in this process (:func:`multiraft.bench.open_loop.generator_cost`),
 so the report says how much of that node's core the load itself took.
+
+Each node's CPU over all those loopback runs of a workload is then split into a
+fixed cost per ready cycle and a cost per commit
+(:mod:`multiraft.bench.cycle_cost`): the figures that say why an open loop at
+half of the peak, which runs with much smaller cycles than the peak, is busier
+than half.
 """
 
 from __future__ import annotations
@@ -47,8 +53,10 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+import attrs
 import trio
 
+from multiraft.bench.cycle_cost import CycleCost, fit_cycle_cost
 from multiraft.bench.load import percentile, run_load
 from multiraft.bench.open_loop import generator_cost
 from multiraft.bench.report import BenchReport, bench_parser, machine_info, run_main
@@ -59,6 +67,15 @@ __all__ = ["main", "measure", "parser"]
 NODES = (1, 2, 3)
 #: Latency samples each node returns at most (evenly spaced over its sorted samples).
 _SAMPLES = 20_000
+
+
+#: The CPU model of a node (fixed cost per ready cycle, cost per commit) goes
+#: into the report table only if it was fitted over at least this many runs (two
+#: runs fit any two numbers exactly, negative ones included)...
+CPU_MODEL_MIN_RUNS = 3
+#: ... explains every one of them to within this fraction of its CPU seconds,
+#: and finds both costs positive.
+CPU_MODEL_MAX_ERROR = 0.25
 
 
 def _leader_for(group_id: int) -> int:
@@ -88,9 +105,66 @@ def _summarize(
     out["cpu_per_wall"] = {
         str(k): round((after["cpu"][k] - before["cpu"][k]) / elapsed, 3) for k in before["cpu"]
     }
+    if "cycles" in before:
+        out["cpu_seconds"] = {
+            str(k): round(after["cpu"][k] - before["cpu"][k], 4) for k in before["cpu"]
+        }
+        out["ready_cycles"] = {
+            str(k): after["cycles"][k] - before["cycles"][k] for k in before["cycles"]
+        }
+        if before.get("tasks"):
+            out["task_cpu_per_cycle_us"] = {
+                str(k): _task_cpu_per_cycle(
+                    before["tasks"][k], after["tasks"][k], out["ready_cycles"][str(k)]
+                )
+                for k in before["tasks"]
+            }
     if "writes" in before:
         out["durable_writes"] = _write_times(before, after)
     return out
+
+
+def _task_cpu_per_cycle(
+    before: dict[str, Any], after: dict[str, Any], cycles: int
+) -> dict[str, float]:
+    """Microseconds of CPU per ready cycle of each task (and of the loop's polling,
+    as ``io wait``) between two ``task_cpu`` snapshots, busiest first."""
+    if cycles <= 0:
+        return {}
+    spent = {
+        name: row["cpu_seconds"] - before["tasks"].get(name, {}).get("cpu_seconds", 0.0)
+        for name, row in after["tasks"].items()
+    }
+    spent["io wait"] = after["io_wait"]["cpu_seconds"] - before["io_wait"]["cpu_seconds"]
+    ranked = sorted(spent.items(), key=lambda item: item[1], reverse=True)
+    return {name: round(seconds / cycles * 1e6, 1) for name, seconds in ranked if seconds > 0}
+
+
+def _cycle_costs(rows: list[dict[str, Any]]) -> dict[str, CycleCost]:
+    """Each node's fixed CPU per ready cycle and CPU per commit, fitted over ``rows``
+    (the loopback runs of one workload: closed loops and open loops)."""
+    usable = [r for r in rows if "ready_cycles" in r]
+    out: dict[str, CycleCost] = {}
+    for node in sorted(usable[0]["ready_cycles"]) if usable else ():
+        fit = fit_cycle_cost(
+            (r["cpu_seconds"][node], r["commits"], r["ready_cycles"][node]) for r in usable
+        )
+        if fit is not None:
+            out[node] = fit
+    return out
+
+
+def _print_cycle_costs(count: int, costs: dict[str, CycleCost]) -> None:
+    for node, cost in costs.items():
+        print(
+            f"{'CPU model':>10} {count:>5} groups, node {node}: "
+            f"{cost.per_cycle * 1e3:.3f} ms per ready cycle + "
+            f"{cost.per_commit * 1e6:.2f} us per commit "
+            f"(break-even at {cost.commits_per_cycle_break_even():,.0f} commits per cycle; "
+            f"{cost.runs} runs, worst error {cost.worst_relative_error:.0%})",
+            file=sys.stderr,
+            flush=True,
+        )
 
 
 def _split_by_leader(groups: list[int], leader_of: dict[int, int]) -> dict[int, list[int]]:
@@ -126,6 +200,8 @@ async def _process_counters(nodes: dict[int, Any]) -> dict[str, Any]:
         "frames": sum(s["transport"]["frames_sent"] for s in stats.values()),
         "bytes": sum(s["transport"]["bytes_sent"] for s in stats.values()),
         "cpu": {i: s["cpu_seconds"] for i, s in stats.items()},
+        "cycles": {i: s["node"]["ready_cycles"] for i, s in stats.items()},
+        "tasks": {i: s["task_cpu"] for i, s in stats.items() if "task_cpu" in s},
         "writes": {
             i: {k: DurationHistogram.from_dict(h) for k, h in s["write_durations"].items()}
             for i, s in stats.items()
@@ -224,6 +300,8 @@ async def _loopback(root: Path, opts: argparse.Namespace) -> dict[str, Any]:
             for j in NODES:
                 if j != i:
                     args += ["--peer", f"{j}=127.0.0.1:{ports[j - 1]}"]
+            if getattr(opts, "task_cpu", False):
+                args.append("--task-cpu")
             nodes[i] = NodeProcess(args, root / f"proc{i}.log", nursery)
         try:
             async with trio.open_nursery() as starting:
@@ -270,6 +348,9 @@ async def _loopback(root: Path, opts: argparse.Namespace) -> dict[str, Any]:
                     _print_open_row(count, _open_loop_label(key), at)
                 if open_loop:
                     row["open_loop"] = open_loop
+                costs = _cycle_costs([row, *deeper_runs, *open_loop.values()])
+                row["cpu_model"] = {node: attrs.asdict(cost) for node, cost in costs.items()}
+                _print_cycle_costs(count, costs)
         finally:
             with trio.CancelScope(shield=True):
                 for node in nodes.values():
@@ -352,6 +433,18 @@ def _print_row(setup: str, count: int, outstanding: int, row: dict[str, Any]) ->
         flush=True,
     )
     _print_write_times(row)
+    _print_task_cpu(row)
+
+
+def _print_task_cpu(row: dict[str, Any]) -> None:
+    for node, tasks in row.get("task_cpu_per_cycle_us", {}).items():
+        top = ", ".join(f"{name.rsplit('.', 1)[-1]} {us:.0f}" for name, us in tasks.items())
+        total = sum(tasks.values())
+        print(
+            f"{'':>10} node {node} event loop, us of CPU per ready cycle: {total:.0f} ({top})",
+            file=sys.stderr,
+            flush=True,
+        )
 
 
 #: Each deeper closed loop of the peak search keeps this many times more proposals outstanding.
@@ -400,9 +493,7 @@ async def _find_peak(
         depth *= PEAK_SEARCH_FACTOR
         row = await closed_loop(depth)
         rate = row["commits_per_s"]
-        runs.append(
-            {"outstanding": depth} | {k: row[k] for k in ("commits_per_s", "p50_ms", "p99_ms")}
-        )
+        runs.append({"outstanding": depth} | row)
         gained = rate >= peak * (1 + PEAK_SEARCH_MIN_GAIN)
         peak = max(peak, rate)
         if not gained:
@@ -432,6 +523,7 @@ def _print_open_row(count: int, label: str, row: dict[str, Any]) -> None:
         flush=True,
     )
     _print_write_times(row)
+    _print_task_cpu(row)
     alone = row.get("generator")
     if alone:
         print(
@@ -494,6 +586,12 @@ def parser() -> argparse.ArgumentParser:
         default=[],
         help="fixed rates (requests/s, over all nodes) to run open-loop at as well",
     )
+    p.add_argument(
+        "--task-cpu",
+        action="store_true",
+        help="run the node processes with --task-cpu and print each trio task's CPU per "
+        "ready cycle after every loopback run (the meter costs a little CPU itself)",
+    )
     return p
 
 
@@ -529,7 +627,14 @@ def measure(args: argparse.Namespace) -> BenchReport:
     with tempfile.TemporaryDirectory(prefix="multiraft-bench-cluster-") as tmp:
         root = Path(tmp)
         results = trio.run(_run, opts, root)
-    for count, _ in opts.workloads:
+    _add_figures(report, results, [count for count, _ in opts.workloads])
+    report.details = results
+    return report
+
+
+def _add_figures(report: BenchReport, results: dict[str, Any], counts: list[int]) -> None:
+    """The table rows of each workload (``counts`` groups) from the raw ``results``."""
+    for count in counts:
         loop, mem = results["loopback"][str(count)], results["in_process"][str(count)]
         for setup, row in (("loopback", loop), ("in-process", mem)):
             report.add(f"{setup} {count} groups commits", row["commits_per_s"], "commits/s")
@@ -548,6 +653,8 @@ def measure(args: argparse.Namespace) -> BenchReport:
                     worst = max(w[f"{key}_p50_ms"] for w in writes.values())
                     label = f"  durable write {what}, p50 bound, slowest node, {at_share}"
                     report.add(label, worst, "ms")
+            cores = sum(at["cpu_per_wall"].values())
+            report.add(f"  CPU of the three nodes, {count} groups, {at_share}", cores, "cores")
             alone = at.get("generator")
             if alone:
                 label = f"  load generator alone, {count} groups, CPU per request, {at_share}"
@@ -555,13 +662,31 @@ def measure(args: argparse.Namespace) -> BenchReport:
         report.add(
             f"loopback {count} groups peak (best closed loop)", loop["peak_per_s"], "commits/s"
         )
+        for node, cost in loop.get("cpu_model", {}).items():
+            if (
+                cost["runs"] < CPU_MODEL_MIN_RUNS
+                or cost["worst_relative_error"] > CPU_MODEL_MAX_ERROR
+                or cost["per_cycle"] <= 0
+                or cost["per_commit"] <= 0
+            ):
+                # Too few runs, or two numbers do not explain them (many groups per
+                # cycle, for one): printed and in the JSON, not in the table.
+                continue
+            report.add(
+                f"  node {node} CPU per ready cycle (fixed), {count} groups",
+                cost["per_cycle"] * 1e3,
+                "ms",
+            )
+            report.add(
+                f"  node {node} CPU per commit (on top), {count} groups",
+                cost["per_commit"] * 1e6,
+                "us",
+            )
         report.add(f"loopback {count} groups frames", loop["frames_per_s"], "frames/s")
         report.add(f"loopback {count} groups bytes", loop["bytes_per_s"], "B/s")
         ratio = loop["commits_per_s"] / max(1, mem["commits_per_s"])
         results[f"ratio_{count}"] = round(ratio, 3)
         report.add(f"loopback/in-process throughput, {count} groups", ratio, "x")
-    report.details = results
-    return report
 
 
 def main(argv: Sequence[str]) -> int:
