@@ -86,6 +86,14 @@ class Connection:
     peer_id: int
     remote: str
 
+    def socket_fd(self) -> int | None:
+        """The descriptor of a plain TCP connection's socket, to write to it without
+        blocking (None for TLS, whose records only the stream may write)."""
+        stream = self.stream
+        if isinstance(stream, trio.SocketStream):
+            return stream.socket.fileno()
+        return None
+
     async def write(self, data: bytes | memoryview, timeout: float) -> None:
         """Write ``data`` whole, or raise :class:`trio.TooSlowError` after ``timeout``."""
         with trio.fail_after(timeout):

@@ -6,7 +6,12 @@ connections between them, one per direction, and never have to agree on which
 one to keep when both dial at once.
 
 ``offer`` is synchronous and never waits: the ready loop hands over an encoded
-frame and learns at once whether it was queued. Frames are refused while the
+frame and learns at once whether it was queued. When nothing is queued or being
+written on a plain TCP connection, ``offer`` writes the frame to the socket
+itself, without blocking (the bytes the kernel does not take at once are queued
+for the writer task): a frame then leaves at once instead of a task step later,
+and the writer task, with its timeout scope and socket checkpoints, is woken
+only when the socket is full. Frames are refused while the
 peer is down (the last dial failed or the connection broke: raft retransmits and
 the node reports the groups unreachable) and once the queue holds
 ``send_queue_bytes`` of frames not yet written, so a slow or silent peer costs
@@ -17,6 +22,7 @@ from __future__ import annotations
 
 import enum
 import logging
+import os
 import random
 from collections import deque
 from collections.abc import Awaitable, Callable
@@ -63,6 +69,7 @@ class PeerLink:
     __slots__ = (
         "_counters",
         "_dialer",
+        "_direct_fd",
         "_last_error",
         "_queue",
         "_rng",
@@ -94,6 +101,10 @@ class PeerLink:
         self.state = LinkState.CONNECTING
         self._wakeup = trio.Event()
         self._last_error = ""
+        # The connected socket's descriptor while offer may write to it directly:
+        # a plain TCP connection whose writer task waits for work (nothing queued,
+        # no write in progress); None otherwise.
+        self._direct_fd: int | None = None
 
     def offer(self, payloads: list[bytes]) -> bool:
         """Queue encoded frames, all or none; False if the peer cannot take them now."""
@@ -105,11 +116,46 @@ class PeerLink:
         if self.queued_bytes + size > self.budget:
             return False
         pack = HEADER.pack
+        if self._direct_fd is not None and not self._queue:
+            parts: list[bytes] = []
+            for payload in payloads:
+                parts.append(pack(len(payload), Kind.FRAME))
+                parts.append(payload)
+            data = b"".join(parts)
+            sent = self._write_directly(data)
+            counters = self._counters
+            if sent == len(data):
+                counters.frames_sent += len(payloads)
+                counters.bytes_sent += sent
+                return True
+            # The rest waits for the writer task, in one piece (the frames'
+            # boundaries do not matter to the writer).
+            rest = data[sent:]
+            self._queue.append((b"", rest))
+            self.queued_bytes += len(rest)
+            counters.frames_sent += len(payloads)
+            counters.bytes_sent += sent
+            self._wakeup.set()
+            return True
         for payload in payloads:
             self._queue.append((pack(len(payload), Kind.FRAME), payload))
         self.queued_bytes += size
         self._wakeup.set()
         return True
+
+    def _write_directly(self, data: bytes) -> int:
+        """Write what the socket takes of ``data`` now, without blocking; bytes written."""
+        fd = self._direct_fd
+        assert fd is not None
+        try:
+            return os.write(fd, data)
+        except BlockingIOError:
+            return 0
+        except OSError:
+            # A broken connection: the writer task meets the same error on its next
+            # write and closes the connection the usual way.
+            self._direct_fd = None
+            return 0
 
     def close(self) -> None:
         """Stop accepting frames (the running task is cancelled by its owner)."""
@@ -203,26 +249,40 @@ class PeerLink:
                 raise ProtocolError(f"unexpected {kind.name} record from the acceptor")
 
     async def _write_frames(self, conn: Connection) -> None:
+        try:
+            await self._drain_queue(conn)
+        finally:
+            self._direct_fd = None
+
+    async def _drain_queue(self, conn: Connection) -> None:
         cfg = self._dialer.config
         counters = self._counters
         queue = self._queue
         write_timeout = cfg.write_timeout
+        direct_fd = conn.socket_fd()
         next_ping = trio.current_time()
         while True:
             if trio.current_time() >= next_ping:
+                self._direct_fd = None
                 await conn.write(_PING, write_timeout)
                 counters.bytes_sent += len(_PING)
                 next_ping = trio.current_time() + cfg.keepalive_interval
             if not queue:
                 self._wakeup = trio.Event()
+                # Idle: offer may write to the socket itself until it queues.
+                self._direct_fd = direct_fd
                 with trio.move_on_at(next_ping):
                     await self._wakeup.wait()
+                self._direct_fd = None
                 continue
             parts: list[bytes] = []
             size = 0
+            frames = 0
             while queue and size < _WRITE_BATCH_BYTES:
                 header, payload = queue.popleft()
-                parts.append(header)
+                if header:
+                    parts.append(header)
+                    frames += 1
                 parts.append(payload)
                 size += len(header) + len(payload)
             if len(parts) == 2 and size >= _WRITE_BATCH_BYTES:
@@ -232,5 +292,6 @@ class PeerLink:
             else:
                 await conn.write(b"".join(parts), write_timeout)
             self.queued_bytes -= size
-            counters.frames_sent += len(parts) // 2
+            # The rest of a frame offer began writing was counted there already.
+            counters.frames_sent += frames
             counters.bytes_sent += size

@@ -391,7 +391,7 @@ class TcpTransport:
         inbox = self._inbox
         node_id = self.node_id
         write_timeout = self.config.write_timeout
-        with trio.CancelScope() as scope:
+        with trio.CancelScope() as scope, reader.idle_deadline():
             self._inbound[peer] = scope
             try:
                 while True:
