@@ -81,44 +81,27 @@ def test_cycle_costs_fit_each_node_over_a_workloads_runs() -> None:
     assert _cycle_costs([]) == {}
 
 
-def test_the_table_shows_the_cpu_model_only_where_it_explains_the_runs() -> None:
+def test_the_table_shows_the_nodes_cpu_per_open_loop_and_keeps_the_model_in_the_details() -> None:
     from multiraft.bench.cluster_bench import _add_figures
     from multiraft.bench.report import BenchReport
 
-    def model(per_cycle: float, per_commit: float, error: float) -> dict[str, float]:
-        return {
-            "per_cycle": per_cycle,
-            "per_commit": per_commit,
-            "runs": 7,
-            "worst_relative_error": error,
-        }
-
     row = {"commits_per_s": 30_000, "p50_ms": 7.5, "p99_ms": 12.5}
     open_row = row | {"p999_ms": 20.0, "cpu_per_wall": {"1": 0.45, "2": 0.8, "3": 0.5}}
+    model = {"per_cycle": 0.0012, "per_commit": 6e-6, "runs": 7, "worst_relative_error": 0.2}
     loop = row | {
         "peak_per_s": 56_000,
         "frames_per_s": 900,
         "bytes_per_s": 9_000_000,
         "open_loop": {"0.5": open_row},
-        # Node 1 fits to 20% over seven runs and goes into the table; node 2 fits to
-        # 40%, node 3 has a negative cost, node 4 only two runs: they stay out.
-        "cpu_model": {
-            "1": model(0.0012, 6e-6, 0.20),
-            "2": model(0.0013, 1.5e-5, 0.40),
-            "3": model(0.0018, -6e-6, 0.10),
-            "4": model(0.0009, 7e-6, 0.0) | {"runs": 2},
-        },
+        "cpu_model": {"1": model},
     }
     results = {"loopback": {"1": loop}, "in_process": {"1": dict(row)}}
     report = BenchReport("cluster", "test")
     _add_figures(report, results, [1])
     figures = {label: (value, unit) for label, value, unit in report.figures}
     assert figures["  CPU of the three nodes, 1 groups, at 50% of peak"] == (1.75, "cores")
-    assert figures["  node 1 CPU per ready cycle (fixed), 1 groups"] == (1.2, "ms")
-    assert figures["  node 1 CPU per commit (on top), 1 groups"] == (pytest.approx(6.0), "us")
-    assert not any(
-        label.startswith(("  node 2 CPU", "  node 3 CPU", "  node 4 CPU")) for label in figures
-    )
+    assert not any("per ready cycle" in label for label in figures)
+    assert results["loopback"]["1"]["cpu_model"] == {"1": model}
     assert results["ratio_1"] == 1.0
 
 

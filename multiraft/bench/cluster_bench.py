@@ -38,7 +38,10 @@ Each node's CPU over all those loopback runs of a workload is then split into a
 fixed cost per ready cycle and a cost per commit
 (:mod:`multiraft.bench.cycle_cost`): the figures that say why an open loop at
 half of the peak, which runs with much smaller cycles than the peak, is busier
-than half.
+than half. They are printed with how well they fit, and kept in the JSON
+details (``cpu_model``), not in the table: a fit over a few noisy runs can be
+far off, and with many groups a cycle's cost grows with the groups it visits,
+which two numbers do not describe.
 """
 
 from __future__ import annotations
@@ -67,15 +70,6 @@ __all__ = ["main", "measure", "parser"]
 NODES = (1, 2, 3)
 #: Latency samples each node returns at most (evenly spaced over its sorted samples).
 _SAMPLES = 20_000
-
-
-#: The CPU model of a node (fixed cost per ready cycle, cost per commit) goes
-#: into the report table only if it was fitted over at least this many runs (two
-#: runs fit any two numbers exactly, negative ones included)...
-CPU_MODEL_MIN_RUNS = 3
-#: ... explains every one of them to within this fraction of its CPU seconds,
-#: and finds both costs positive.
-CPU_MODEL_MAX_ERROR = 0.25
 
 
 def _leader_for(group_id: int) -> int:
@@ -662,26 +656,6 @@ def _add_figures(report: BenchReport, results: dict[str, Any], counts: list[int]
         report.add(
             f"loopback {count} groups peak (best closed loop)", loop["peak_per_s"], "commits/s"
         )
-        for node, cost in loop.get("cpu_model", {}).items():
-            if (
-                cost["runs"] < CPU_MODEL_MIN_RUNS
-                or cost["worst_relative_error"] > CPU_MODEL_MAX_ERROR
-                or cost["per_cycle"] <= 0
-                or cost["per_commit"] <= 0
-            ):
-                # Too few runs, or two numbers do not explain them (many groups per
-                # cycle, for one): printed and in the JSON, not in the table.
-                continue
-            report.add(
-                f"  node {node} CPU per ready cycle (fixed), {count} groups",
-                cost["per_cycle"] * 1e3,
-                "ms",
-            )
-            report.add(
-                f"  node {node} CPU per commit (on top), {count} groups",
-                cost["per_commit"] * 1e6,
-                "us",
-            )
         report.add(f"loopback {count} groups frames", loop["frames_per_s"], "frames/s")
         report.add(f"loopback {count} groups bytes", loop["bytes_per_s"], "B/s")
         ratio = loop["commits_per_s"] / max(1, mem["commits_per_s"])
