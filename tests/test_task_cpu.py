@@ -43,6 +43,11 @@ def test_each_tasks_steps_and_cpu_are_charged_to_its_name() -> None:
     assert next(iter(tasks)) == "busy"
     assert tasks["busy"]["steps"] == 4
     assert 0.03 <= tasks["busy"]["cpu_seconds"] < 0.5
+    # The step in which the meter was added (and the one it was removed in) is not
+    # charged: no other task shows the thread's CPU since it started (imports and all).
+    others = [row["cpu_seconds"] for name, row in tasks.items() if name not in ("busy", "idle")]
+    assert all(seconds < 0.02 for seconds in others)
+    assert not any(name.endswith(".main") for name in tasks)
     # The sleeper: one step to start its sleep, one to return.
     assert tasks["idle"]["steps"] == 2
     assert tasks["idle"]["cpu_seconds"] < tasks["busy"]["cpu_seconds"]
