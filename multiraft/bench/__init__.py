@@ -20,6 +20,7 @@ BENCHMARKS: dict[str, str] = {
     "storage": "multiraft.bench.storage_bench",
     "groups": "multiraft.bench.groups_bench",
     "cluster": "multiraft.bench.cluster_bench",
+    "cycle": "multiraft.bench.cycle_bench",
     "compare": "multiraft.bench.compare_bench",
     "all": "multiraft.bench.all_bench",
 }
