@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from multiraft.bench import BENCHMARKS
-from multiraft.bench.cycle_bench import measure, parser, run
+from multiraft.bench.cycle_bench import measure, parser, run, run_in_trio
 
 
 def test_every_command_goes_through_decode_step_write_and_apply() -> None:
@@ -19,7 +19,15 @@ def test_every_command_goes_through_decode_step_write_and_apply() -> None:
     assert unsynced["applied"] == 3 + 7 - 1
 
 
-def test_the_report_has_each_size_synced_and_one_unsynced() -> None:
+def test_the_trio_built_cycle_answers_every_frame_and_applies_the_same() -> None:
+    # The leader thread waits for each answer before the next frame: 9 frames of
+    # 3 puts, the last one committing 27, exactly as without the event loop.
+    got = run_in_trio(per_frame=3, cycles=4)
+    assert got["applied"] == 27
+    assert got["cpu_us"] > 0 and got["wall_us"] > 0
+
+
+def test_the_report_has_each_size_synced_one_unsynced_and_two_in_trio() -> None:
     assert BENCHMARKS["cycle"] == "multiraft.bench.cycle_bench"
     report = measure(parser().parse_args(["--tiny"]))
     labels = [label for label, _, _ in report.figures]
@@ -34,7 +42,12 @@ def test_the_report_has_each_size_synced_and_one_unsynced() -> None:
         "150-entry cycle, wall (fdatasync included)",
         "150-entry cycle, CPU per entry",
         "1-entry cycle without fdatasync, CPU",
+        "1-entry cycle in trio, reader and driver tasks, to_thread write, CPU",
+        "1-entry cycle in trio, reader and driver tasks, to_thread write, wall",
+        "150-entry cycle in trio, reader and driver tasks, to_thread write, CPU",
+        "150-entry cycle in trio, reader and driver tasks, to_thread write, wall",
     ]
     assert all(value > 0 for _, value, _ in report.figures)
     # 50 measured cycles after 5 warm-up ones, each frame committing the one before.
     assert report.details["150 synced"]["applied"] == 3 + 54 * 150
+    assert report.details["150 in trio"]["applied"] == 3 + 54 * 150

@@ -11,6 +11,12 @@ What it measures is what a ready cycle must cost here at least, to set beside
 the fixed cost per cycle that ``multiraft bench cluster`` fits for a node
 (its ``CPU model`` lines): the difference is what the node's event-loop tasks,
 their hand-offs and the storage thread's add.
+
+The same cycle then runs the way a node is built (:func:`run_in_trio`): a task
+reads the frame from its socket and hands it to a driver task through a
+channel, the driver steps it and writes through ``trio.to_thread.run_sync``, and
+the answer goes out with ``send_all``. The frames come from a plain thread that
+sends one, waits for its answer and sends the next; its own CPU is left out.
 """
 
 from __future__ import annotations
@@ -19,8 +25,11 @@ import argparse
 import os
 import socket
 import tempfile
+import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
 
 from multiraft.bench.report import BenchReport, bench_parser, run_main
 from multiraft.frames import Frame, GroupMessage
@@ -79,6 +88,67 @@ def _frames(per_frame: int, count: int) -> list[bytes]:
     return out
 
 
+_WARMUP = 5
+
+
+class _Follower:
+    """A follower of one group on a durable engine, with a KV state machine."""
+
+    def __init__(self, engine: Any, sync: bool) -> None:
+        snapshot = Snapshot(
+            metadata=SnapshotMetadata(conf_state=ConfState(voters=(1, 2, 3)), index=3, term=1)
+        )
+        engine.write(
+            WriteBatch([GroupWrite(_GROUP, snapshot=snapshot, hard_state=HardState(1, 0, 3))])
+        )
+        self.engine = engine
+        self.sync = sync
+        self.node = RawNode(Config(id=_FOLLOWER, storage=engine.storage(_GROUP), applied=3))
+        self.sm = KVStateMachine()
+
+    def step(self, frame: Frame) -> WriteBatch:
+        """Step ``frame``; the write its Ready needs (the Ready is kept for :meth:`finish`)."""
+        for gm in frame.messages:
+            self.node.step(gm.message)
+        rd = self.rd = self.node.ready()
+        return WriteBatch(
+            [GroupWrite(_GROUP, entries=rd.entries, hard_state=rd.hard_state)], self.sync
+        )
+
+    def finish(self) -> Frame:
+        """Apply and advance the Ready once written; the answer frame to send."""
+        rd = self.rd
+        answer = Frame(_FOLLOWER, _LEADER)
+        for m in rd.messages:
+            answer.messages.append(GroupMessage(_GROUP, m))
+        for e in rd.committed_entries:
+            if e.type is EntryType.NORMAL and e.data:
+                self.sm.apply(e.index, e.data[HEADER_SIZE:])
+        self.node.advance(rd)
+        return answer
+
+
+@contextmanager
+def _follower(sync: bool) -> Iterator[_Follower]:
+    from storage.engine import DurableLogEngine
+
+    with tempfile.TemporaryDirectory(prefix="multiraft-bench-cycle-") as root:
+        engine = DurableLogEngine.open(root)
+        try:
+            yield _Follower(engine, sync)
+        finally:
+            engine.close()
+
+
+def _result(cpu: float, wall: float, cycles: int, per_frame: int, applied: int) -> dict[str, float]:
+    return {
+        "cpu_us": cpu / cycles * 1e6,
+        "wall_us": wall / cycles * 1e6,
+        "cpu_us_per_entry": cpu / (cycles * per_frame) * 1e6,
+        "applied": applied,
+    }
+
+
 def run(per_frame: int, cycles: int, sync: bool = True) -> dict[str, float]:
     """Run ``cycles`` follower cycles of ``per_frame`` entries; CPU and wall per cycle.
 
@@ -86,57 +156,96 @@ def run(per_frame: int, cycles: int, sync: bool = True) -> dict[str, float]:
     ``applied`` (the state machine's last applied index, a check that every
     command went through).
     """
-    from storage.engine import DurableLogEngine
     from transport.wire import decode_frame, encode_frame
 
-    warmup = 5
-    frames = _frames(per_frame, cycles + warmup)
-    with tempfile.TemporaryDirectory(prefix="multiraft-bench-cycle-") as root:
-        engine = DurableLogEngine.open(root)
-        ours, theirs = socket.socketpair()
-        try:
-            snapshot = Snapshot(
-                metadata=SnapshotMetadata(conf_state=ConfState(voters=(1, 2, 3)), index=3, term=1)
-            )
-            engine.write(
-                WriteBatch([GroupWrite(_GROUP, snapshot=snapshot, hard_state=HardState(1, 0, 3))])
-            )
-            node = RawNode(Config(id=_FOLLOWER, storage=engine.storage(_GROUP), applied=3))
-            sm = KVStateMachine()
-            out_fd = ours.fileno()
+    frames = _frames(per_frame, cycles + _WARMUP)
+    ours, theirs = socket.socketpair()
+    with _follower(sync) as f, ours, theirs:
+        out_fd = ours.fileno()
 
-            def cycle(data: bytes) -> None:
-                for gm in decode_frame(data).messages:
-                    node.step(gm.message)
-                rd = node.ready()
-                gw = GroupWrite(_GROUP, entries=rd.entries, hard_state=rd.hard_state)
-                engine.write(WriteBatch([gw], sync))
-                answer = Frame(_FOLLOWER, _LEADER)
-                for m in rd.messages:
-                    answer.messages.append(GroupMessage(_GROUP, m))
-                os.write(out_fd, encode_frame(answer))
-                for e in rd.committed_entries:
-                    if e.type is EntryType.NORMAL and e.data:
-                        sm.apply(e.index, e.data[HEADER_SIZE:])
-                node.advance(rd)
-                theirs.recv(1 << 20)
+        def cycle(data: bytes) -> None:
+            f.engine.write(f.step(decode_frame(data)))
+            os.write(out_fd, encode_frame(f.finish()))
+            theirs.recv(1 << 20)
 
-            for data in frames[:warmup]:
-                cycle(data)
-            cpu0, wall0 = time.process_time(), time.perf_counter()
-            for data in frames[warmup:]:
-                cycle(data)
-            cpu, wall = time.process_time() - cpu0, time.perf_counter() - wall0
-        finally:
-            ours.close()
-            theirs.close()
-            engine.close()
-    return {
-        "cpu_us": cpu / cycles * 1e6,
-        "wall_us": wall / cycles * 1e6,
-        "cpu_us_per_entry": cpu / (cycles * per_frame) * 1e6,
-        "applied": sm.applied_index,
-    }
+        for data in frames[:_WARMUP]:
+            cycle(data)
+        cpu0, wall0 = time.process_time(), time.perf_counter()
+        for data in frames[_WARMUP:]:
+            cycle(data)
+        cpu, wall = time.process_time() - cpu0, time.perf_counter() - wall0
+        return _result(cpu, wall, cycles, per_frame, f.sm.applied_index)
+
+
+def run_in_trio(per_frame: int, cycles: int) -> dict[str, float]:
+    """The same cycles, built as a node builds them (see the module docs); as :func:`run`."""
+    import trio
+
+    from transport.framing import FrameReader, Kind, record
+    from transport.wire import decode_frame, encode_frame
+
+    frames = [record(Kind.FRAME, f) for f in _frames(per_frame, cycles + _WARMUP)]
+    leader_end, follower_end = socket.socketpair()
+    leader_cpu = [0.0]
+
+    def leader() -> None:
+        # Plain blocking I/O in a thread of its own: one frame, its whole answer, the next.
+        began = time.thread_time()
+        for data in frames:
+            leader_end.sendall(data)
+            header = _recv_exactly(leader_end.recv, 5)
+            _recv_exactly(leader_end.recv, int.from_bytes(header[:4], "big"))
+            if data is frames[_WARMUP - 1]:
+                began = time.thread_time()
+        leader_cpu[0] = time.thread_time() - began
+
+    async def follower(f: _Follower) -> tuple[float, float]:
+        stream = trio.SocketStream(trio.socket.from_stdlib_socket(follower_end))
+        reader = FrameReader(stream, 1 << 24, idle_timeout=60.0)
+        send, receive = trio.open_memory_channel[bytes](1)
+        marks: list[tuple[float, float]] = []
+
+        async def read() -> None:
+            async with send:
+                with reader.idle_deadline():
+                    while (got := await reader.read()) is not None:
+                        await send.send(got[1])
+
+        async def drive() -> None:
+            async with receive:
+                done = 0
+                async for payload in receive:
+                    batch = f.step(decode_frame(payload))
+                    await trio.to_thread.run_sync(f.engine.write, batch)
+                    await stream.send_all(record(Kind.FRAME, encode_frame(f.finish())))
+                    done += 1
+                    if done in (_WARMUP, _WARMUP + cycles):
+                        marks.append((time.process_time(), time.perf_counter()))
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(read)
+            nursery.start_soon(drive)
+            thread = threading.Thread(target=leader, name="bench-cycle-leader")
+            thread.start()
+            await trio.to_thread.run_sync(thread.join)
+            # The leader is done: its end of the stream closes, the reader ends.
+            leader_end.shutdown(socket.SHUT_WR)
+        (cpu0, wall0), (cpu1, wall1) = marks
+        return cpu1 - cpu0, wall1 - wall0
+
+    with _follower(True) as f, leader_end, follower_end:
+        cpu, wall = trio.run(follower, f)
+        return _result(cpu - leader_cpu[0], wall, cycles, per_frame, f.sm.applied_index)
+
+
+def _recv_exactly(recv: Callable[[int], bytes], n: int) -> bytes:
+    data = b""
+    while len(data) < n:
+        chunk = recv(n - len(data))
+        if not chunk:
+            raise ConnectionError("the follower closed the connection")
+        data += chunk
+    return data
 
 
 def parser() -> argparse.ArgumentParser:
@@ -157,6 +266,11 @@ def measure(args: argparse.Namespace) -> BenchReport:
         report.add(f"{label}, CPU per entry", got["cpu_us_per_entry"], "us")
     got = details["1 unsynced"] = run(1, cycles, sync=False)
     report.add("1-entry cycle without fdatasync, CPU", got["cpu_us"], "us")
+    for per_frame in (1, 150):
+        got = details[f"{per_frame} in trio"] = run_in_trio(per_frame, cycles)
+        label = f"{per_frame}-entry cycle in trio, reader and driver tasks, to_thread write"
+        report.add(f"{label}, CPU", got["cpu_us"], "us")
+        report.add(f"{label}, wall", got["wall_us"], "us")
     report.details = details
     return report
 
