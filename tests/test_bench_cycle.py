@@ -25,9 +25,11 @@ def test_the_trio_built_cycle_answers_every_frame_and_applies_the_same() -> None
     got = run_in_trio(per_frame=3, cycles=4)
     assert got["applied"] == 27
     assert got["cpu_us"] > 0 and got["wall_us"] > 0
+    one_task = run_in_trio(per_frame=3, cycles=4, one_task=True)
+    assert one_task["applied"] == 27
 
 
-def test_the_report_has_each_size_synced_one_unsynced_and_two_in_trio() -> None:
+def test_the_report_has_each_size_synced_one_unsynced_and_three_in_trio() -> None:
     assert BENCHMARKS["cycle"] == "multiraft.bench.cycle_bench"
     report = measure(parser().parse_args(["--tiny"]))
     labels = [label for label, _, _ in report.figures]
@@ -46,8 +48,11 @@ def test_the_report_has_each_size_synced_one_unsynced_and_two_in_trio() -> None:
         "1-entry cycle in trio, reader and driver tasks, to_thread write, wall",
         "150-entry cycle in trio, reader and driver tasks, to_thread write, CPU",
         "150-entry cycle in trio, reader and driver tasks, to_thread write, wall",
+        "1-entry cycle in one trio task, write on the event loop, CPU",
+        "1-entry cycle in one trio task, write on the event loop, wall",
     ]
     assert all(value > 0 for _, value, _ in report.figures)
     # 50 measured cycles after 5 warm-up ones, each frame committing the one before.
     assert report.details["150 synced"]["applied"] == 3 + 54 * 150
     assert report.details["150 in trio"]["applied"] == 3 + 54 * 150
+    assert report.details["1 in one trio task"]["applied"] == 3 + 54

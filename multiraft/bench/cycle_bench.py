@@ -17,6 +17,8 @@ reads the frame from its socket and hands it to a driver task through a
 channel, the driver steps it and writes through ``trio.to_thread.run_sync``, and
 the answer goes out with ``send_all``. The frames come from a plain thread that
 sends one, waits for its answer and sends the next; its own CPU is left out.
+Last, one trio task reads each frame and runs its whole cycle itself, the
+write on the event loop: what a node that runs a frame to completion would pay.
 """
 
 from __future__ import annotations
@@ -177,8 +179,13 @@ def run(per_frame: int, cycles: int, sync: bool = True) -> dict[str, float]:
         return _result(cpu, wall, cycles, per_frame, f.sm.applied_index)
 
 
-def run_in_trio(per_frame: int, cycles: int) -> dict[str, float]:
-    """The same cycles, built as a node builds them (see the module docs); as :func:`run`."""
+def run_in_trio(per_frame: int, cycles: int, one_task: bool = False) -> dict[str, float]:
+    """The same cycles, built as a node builds them (see the module docs); as :func:`run`.
+
+    With ``one_task`` the reader task runs each cycle itself, writing on the
+    event loop and answering with a non-blocking ``os.write``: a node built to
+    run a frame to completion, for comparison.
+    """
     import trio
 
     from transport.framing import FrameReader, Kind, record
@@ -211,6 +218,20 @@ def run_in_trio(per_frame: int, cycles: int) -> dict[str, float]:
                     while (got := await reader.read()) is not None:
                         await send.send(got[1])
 
+        async def read_and_run() -> None:
+            out_fd = follower_end.fileno()
+            done = 0
+            with reader.idle_deadline():
+                while (got := await reader.read()) is not None:
+                    f.engine.write(f.step(decode_frame(got[1])))
+                    answer = record(Kind.FRAME, encode_frame(f.finish()))
+                    # The socket takes a small answer whole (the leader reads each).
+                    if os.write(out_fd, answer) != len(answer):
+                        raise RuntimeError("the socket took part of an answer")
+                    done += 1
+                    if done in (_WARMUP, _WARMUP + cycles):
+                        marks.append((time.process_time(), time.perf_counter()))
+
         async def drive() -> None:
             async with receive:
                 done = 0
@@ -223,8 +244,13 @@ def run_in_trio(per_frame: int, cycles: int) -> dict[str, float]:
                         marks.append((time.process_time(), time.perf_counter()))
 
         async with trio.open_nursery() as nursery:
-            nursery.start_soon(read)
-            nursery.start_soon(drive)
+            if one_task:
+                send.close()
+                receive.close()
+                nursery.start_soon(read_and_run)
+            else:
+                nursery.start_soon(read)
+                nursery.start_soon(drive)
             thread = threading.Thread(target=leader, name="bench-cycle-leader")
             thread.start()
             await trio.to_thread.run_sync(thread.join)
@@ -271,6 +297,10 @@ def measure(args: argparse.Namespace) -> BenchReport:
         label = f"{per_frame}-entry cycle in trio, reader and driver tasks, to_thread write"
         report.add(f"{label}, CPU", got["cpu_us"], "us")
         report.add(f"{label}, wall", got["wall_us"], "us")
+    got = details["1 in one trio task"] = run_in_trio(1, cycles, one_task=True)
+    label = "1-entry cycle in one trio task, write on the event loop"
+    report.add(f"{label}, CPU", got["cpu_us"], "us")
+    report.add(f"{label}, wall", got["wall_us"], "us")
     report.details = details
     return report
 
