@@ -188,7 +188,7 @@ def run_in_trio(per_frame: int, cycles: int, one_task: bool = False) -> dict[str
     """
     import trio
 
-    from transport.framing import FrameReader, Kind, record
+    from transport.framing import HEADER, FrameReader, Kind, record
     from transport.wire import decode_frame, encode_frame
 
     frames = [record(Kind.FRAME, f) for f in _frames(per_frame, cycles + _WARMUP)]
@@ -200,8 +200,8 @@ def run_in_trio(per_frame: int, cycles: int, one_task: bool = False) -> dict[str
         began = time.thread_time()
         for data in frames:
             leader_end.sendall(data)
-            header = _recv_exactly(leader_end.recv, 5)
-            _recv_exactly(leader_end.recv, int.from_bytes(header[:4], "big"))
+            size, _ = HEADER.unpack(_recv_exactly(leader_end.recv, HEADER.size))
+            _recv_exactly(leader_end.recv, size)
             if data is frames[_WARMUP - 1]:
                 began = time.thread_time()
         leader_cpu[0] = time.thread_time() - began
