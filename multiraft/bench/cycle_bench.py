@@ -38,14 +38,15 @@ from multiraft.frames import Frame, GroupMessage
 from multiraft.kv import KVCommand, KVStateMachine
 from multiraft.ports import GroupWrite, WriteBatch
 from multiraft.proposals import HEADER_SIZE
-from multiraft.raft import Config, RawNode
-from multiraft.raft.types import (
+from multiraft.raft import (
+    Config,
     ConfState,
     Entry,
     EntryType,
     HardState,
     Message,
     MessageType,
+    RawNode,
     Snapshot,
     SnapshotMetadata,
 )
